@@ -1,0 +1,1 @@
+"""One LightningModule per NAS algorithm (DARTS, ENAS, ProxylessNAS, SPOS): not built yet."""

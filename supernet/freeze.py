@@ -1,0 +1,88 @@
+"""Freezing: turn a space (or a supernet) and an architecture into a plain fixed network."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from supernet.context import fixed_arch, no_fixed_arch
+from supernet.primitives.base import Mutable
+from supernet.primitives.basic_unit import copy_overlapping
+from supernet.primitives.module import init_arguments
+from supernet.primitives.value_choice import ValueChoiceX, callable_value
+from supernet.space import search_space
+
+__all__ = ["freeze", "freeze_in_place"]
+
+
+def freeze(model: nn.Module, arch: Mapping[str, Any], inherit_weights: bool = False) -> nn.Module:
+    """A fixed network of plain torch modules for ``arch`` (an arch dict or seed 004 parameters).
+
+    A space whose class derives from ``supernet.nn.Module`` is rebuilt with the chosen
+    values (as its constructor would build it, fresh weights); other models are frozen
+    on a copy, choice by choice, with their parameters re-initialised. With
+    ``inherit_weights=True`` the fixed network starts from ``model``'s weights, sliced to
+    the chosen sizes. The model itself is never changed.
+    """
+    arch = search_space(model).validate(arch)
+    if init_arguments(model) is not None:
+        fixed = rebuild(model, arch)
+        if inherit_weights:
+            donor = freeze_in_place(copy.deepcopy(model), arch)
+            _inherit(fixed, donor)
+    else:
+        fixed = freeze_in_place(copy.deepcopy(model), arch)
+        if not inherit_weights:
+            _reset_parameters(fixed)
+    fixed.train(model.training)
+    return fixed
+
+
+def rebuild(model: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
+    """Build ``model``'s class again from its recorded arguments, inside ``fixed_arch(arch)``."""
+    recorded = init_arguments(model)
+    if recorded is None:
+        raise TypeError(f"{type(model).__name__} does not record its constructor arguments; "
+                        "derive it from supernet.nn.Module to rebuild it")
+    args, kwargs = copy.deepcopy(recorded)
+    with no_fixed_arch(), fixed_arch(arch):
+        fixed = type(model)(*args, **kwargs)
+        for mutator in model.__dict__.get("_supernet_mutators", []):
+            mutator._mutate_recorded(fixed)
+    return fixed
+
+
+def freeze_in_place(module: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
+    """Replace every choice in ``module`` by its fixed form under ``arch``, keeping weights."""
+    while isinstance(module, Mutable):
+        module = module.freeze(arch)
+    for name, child in list(module.named_children()):
+        if child is None:
+            continue
+        fixed = freeze_in_place(child, arch)
+        if fixed is not child:
+            setattr(module, name, fixed)
+    for name, value in list(vars(module).items()):
+        if isinstance(value, ValueChoiceX):
+            object.__setattr__(module, name, callable_value(value.evaluate_with(arch)))
+    for attribute in ("_supernet_init_arguments", "_supernet_model_parameters", "_supernet_mutators"):
+        module.__dict__.pop(attribute, None)
+    return module
+
+
+def _inherit(fixed: nn.Module, donor: nn.Module) -> None:
+    missing = sorted(set(fixed.state_dict()) - set(donor.state_dict()))
+    if missing:
+        raise ValueError(f"cannot inherit weights: the rebuilt network has {len(missing)} tensors the supernet "
+                         f"does not (e.g. {missing[0]!r})")
+    copy_overlapping(donor, fixed)
+
+
+def _reset_parameters(module: nn.Module) -> None:
+    for m in module.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()

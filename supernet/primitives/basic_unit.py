@@ -1,0 +1,135 @@
+"""Basic units: modules whose constructor arguments may be ValueChoices.
+
+``basic_unit(SomeModule)`` gives a class that builds a plain ``SomeModule`` when no
+argument holds a choice, and otherwise a *mutable* instance that records its
+arguments and runs at the default values. Freezing rebuilds ``SomeModule`` with the
+chosen values (carrying over the overlapping slice of the weights).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from supernet.context import current_fixed_arch
+from supernet.primitives.base import Choice, Mutable
+from supernet.primitives.value_choice import (
+    contains_choice,
+    default_nested,
+    evaluate_nested,
+    leaf_choices,
+    plain_value,
+)
+
+__all__ = ["BasicUnit", "basic_unit", "copy_overlapping"]
+
+
+class BasicUnitMeta(type):
+    """Builds the plain base class whenever no argument holds a choice (and always in fixed_arch)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        base = cls.base_class  # type: ignore[attr-defined]
+        if current_fixed_arch() is not None or not contains_choice((args, kwargs)):
+            return base(*plain_value(args), **plain_value(kwargs))
+        return super().__call__(*args, **kwargs)
+
+
+class BasicUnit(Mutable):
+    """Mixin of mutable basic units. ``init_arguments`` maps parameter names to (lazy) values."""
+
+    base_class: type[nn.Module]
+    init_arguments: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "base_class" not in cls.__dict__:
+            base = next(c for c in cls.__mro__ if "base_class" in c.__dict__).base_class
+            raise TypeError(f"{cls.__name__} subclasses the basic unit supernet.nn.{base.__name__}; subclass "
+                            f"{base.__module__}.{base.__qualname__} instead, and decorate the subclass with "
+                            "@supernet.nn.basic_unit if it should take ValueChoice arguments")
+
+    def _record_and_init(self, args: tuple, kwargs: dict) -> None:
+        signature = inspect.signature(self.base_class.__init__)
+        bound = signature.bind(self, *args, **kwargs)
+        arguments = dict(bound.arguments)
+        arguments.pop(next(iter(signature.parameters)))  # self
+        defaults = default_nested((args, kwargs))
+        self.base_class.__init__(self, *defaults[0], **defaults[1])
+        object.__setattr__(self, "init_arguments", arguments)
+        self._signature = signature
+
+    def evaluated_arguments(self, values: Mapping[str, Any]) -> tuple[tuple, dict]:
+        """Positional and keyword arguments for the base class under ``values``."""
+        arguments = evaluate_nested(self.init_arguments, values)
+        bound = inspect.BoundArguments(self._signature, {"self": None, **arguments})
+        return bound.args[1:], bound.kwargs
+
+    def decisions(self) -> list[Choice]:
+        return [Choice(c.label, "value_choice", list(c.candidates), c.prior)
+                for c in leaf_choices(self.init_arguments)]
+
+    def conditional_children(self):  # a basic unit is opaque: its insides are rebuilt from the arguments
+        return iter(())
+
+    def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
+        args, kwargs = self.evaluated_arguments(arch)
+        fixed = self.base_class(*args, **kwargs)
+        copy_overlapping(self, fixed)
+        return fixed
+
+    def extra_repr(self) -> str:
+        choices = ", ".join(f"{k}={v!r}" for k, v in self.init_arguments.items() if contains_choice(v))
+        return f"{super().extra_repr()}, choices: {choices}" if choices else super().extra_repr()
+
+
+def copy_overlapping(source: nn.Module, target: nn.Module) -> None:
+    """Copy each tensor of ``source`` into ``target``'s tensor of the same name, over the overlap.
+
+    Leading dimensions keep their first entries; for tensors of 3+ dimensions (convolution
+    kernels) the spatial dimensions keep the centre, so a 3x3 kernel is the centre of a 5x5.
+    """
+    source_state = source.state_dict()
+    with torch.no_grad():
+        for name, dst in target.state_dict(keep_vars=True).items():
+            src = source_state.get(name)
+            if src is None or src.dim() != dst.dim():
+                continue
+            if src.shape == dst.shape:
+                dst.copy_(src)
+                continue
+            src_index, dst_index = [], []
+            for d, (s, t) in enumerate(zip(src.shape, dst.shape)):
+                n = min(s, t)
+                centred = src.dim() >= 3 and d >= 2
+                src_start = (s - n) // 2 if centred else 0
+                dst_start = (t - n) // 2 if centred else 0
+                src_index.append(slice(src_start, src_start + n))
+                dst_index.append(slice(dst_start, dst_start + n))
+            dst[tuple(dst_index)].copy_(src[tuple(src_index)])
+
+
+def basic_unit(cls: type[nn.Module]) -> type[nn.Module]:
+    """Let ``cls`` take ValueChoices as constructor arguments (a decorator).
+
+    ``cls(...)`` without choices is the plain ``cls``; with choices it is a mutable unit
+    whose every choice is a decision of the space. The unit is treated as a whole: its
+    insides are rebuilt from the chosen arguments when the space is frozen.
+    """
+    if isinstance(cls, BasicUnitMeta):
+        return cls
+
+    def __init__(self: BasicUnit, *args: Any, **kwargs: Any) -> None:
+        self._record_and_init(args, kwargs)
+
+    mutable = BasicUnitMeta(cls.__name__, (BasicUnit, cls), {
+        "__init__": __init__,
+        "base_class": cls,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+    })
+    return mutable
