@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 from supernet.context import current_fixed_arch
 from supernet.primitives.base import Choice, Mutable
@@ -46,7 +47,7 @@ class BasicUnit(Mutable):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "base_class" not in cls.__dict__:
+        if "base_class" not in cls.__dict__ and not getattr(cls, "is_mixed", False):
             base = next(c for c in cls.__mro__ if "base_class" in c.__dict__).base_class
             raise TypeError(f"{cls.__name__} subclasses the basic unit supernet.nn.{base.__name__}; subclass "
                             f"{base.__module__}.{base.__qualname__} instead, and decorate the subclass with "
@@ -64,7 +65,10 @@ class BasicUnit(Mutable):
 
     def evaluated_arguments(self, values: Mapping[str, Any]) -> tuple[tuple, dict]:
         """Positional and keyword arguments for the base class under ``values``."""
-        arguments = evaluate_nested(self.init_arguments, values)
+        return self.call_arguments(evaluate_nested(self.init_arguments, values))
+
+    def call_arguments(self, arguments: Mapping[str, Any]) -> tuple[tuple, dict]:
+        """``(args, kwargs)`` calling the base class with ``arguments`` (parameter name -> value)."""
         bound = inspect.BoundArguments(self._signature, {"self": None, **arguments})
         return bound.args[1:], bound.kwargs
 
@@ -96,7 +100,11 @@ def copy_overlapping(source: nn.Module, target: nn.Module) -> None:
     with torch.no_grad():
         for name, dst in target.state_dict(keep_vars=True).items():
             src = source_state.get(name)
-            if src is None or src.dim() != dst.dim():
+            if src is None or isinstance(src, UninitializedTensorMixin):
+                continue
+            if isinstance(dst, UninitializedTensorMixin):  # a lazy module of the target: take the source's shape
+                dst.materialize(src.shape)
+            if src.dim() != dst.dim():
                 continue
             if src.shape == dst.shape:
                 dst.copy_(src)

@@ -225,10 +225,6 @@ class ValueChoice(ValueChoiceX, metaclass=FixableMeta):
     def __repr__(self) -> str:
         return f"ValueChoice({self.candidates!r}, label={self.label!r})"
 
-    def __deepcopy__(self, memo: dict) -> ValueChoice:
-        # a choice is a decision, not state: copies of a module keep referring to the same one
-        return self
-
 
 def _check_candidates(candidates: Any, label: str) -> list[Any]:
     if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Iterable):

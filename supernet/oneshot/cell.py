@@ -1,0 +1,168 @@
+"""Mixed ops of Cell: one operator per (node, input, candidate) edge, as in DARTS.
+
+A frozen cell applies, for every operator slot, the chosen candidate to the chosen
+input. The supernet therefore keeps one instance of each candidate on every edge
+``j -> i`` (built with the real input index, so e.g. stride-2 ops stay on the
+predecessors of a reduction cell). Path sampling runs the edges of the current
+architecture; the differentiable cell mixes every edge with its own weights (labels
+``{cell}/edge_{i}_{j}``, with an implicit zero operator, as in the paper) and exports
+the paper's rule: the best non-zero operator per edge, the strongest edges per node.
+Loose-end cells concatenate all nodes in the supernet, as one-shot methods do.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from supernet.oneshot.choices import SwappedMixedOp, weighted_sum
+from supernet.oneshot.state import ArchState
+from supernet.primitives.base import Choice, lookup_fixed
+from supernet.primitives.cell import Cell, FixedCell
+from supernet.primitives.input_choice import input_options
+from supernet.primitives.layer_choice import _chosen_name
+
+__all__ = ["DifferentiableCell", "PathSamplingCell"]
+
+
+class _EdgeCell(SwappedMixedOp, Cell):
+    edges: nn.ModuleList
+
+    def setup(self, state: ArchState) -> None:
+        self.edges = nn.ModuleList()
+        for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+            self.edges.append(nn.ModuleList(
+                nn.ModuleDict({name: self._edge_op(name, node, j) for name in self.op_names}) for j in range(node)))
+        # the per-slot LayerChoices / InputChoices are replaced by the edges; the cell declares their decisions
+        self._decisions = [c for node_ops in self.ops for choice in node_ops for c in choice.decisions()] + [
+            c for node_inputs in self.inputs for choice in node_inputs for c in choice.decisions()]
+        del self.ops, self.inputs
+
+    def decisions(self) -> list[Choice]:
+        return self._decisions
+
+    def _edge_op(self, name: str, node: int, input_index: int) -> nn.Module:
+        return self.op_factory(name, node, 0, input_index)
+
+    def _chosen(self, arch: dict[str, Any], node: int, slot: int) -> tuple[str, int]:
+        name = _chosen_name(arch, f"{self.label}/op_{node}_{slot}", self.op_names)
+        (index,) = lookup_fixed(arch, f"{self.label}/input_{node}_{slot}", input_options(node, 1))
+        return name, index
+
+    def forward(self, *inputs: Any) -> Any:
+        from supernet.primitives.cell import _predecessor_list
+
+        predecessors = _predecessor_list(inputs, self.num_predecessors)
+        states = list(self.preprocessor(predecessors)) if self.preprocessor is not None else list(predecessors)
+        for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+            states.append(self.node_output(node, states))
+        output = self.merge(states)
+        if self.postprocessor is not None:
+            return self.postprocessor(output, predecessors)
+        return output
+
+    def node_output(self, node: int, states: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def decided_arch(self) -> dict[str, Any] | None:
+        """The architecture this cell computes exactly (sampled or pinned), or None when mixing."""
+        return self._state.arch
+
+    def merge(self, states: list[Any]) -> Any:
+        """Concatenate the output nodes. A loose-end cell with a decided architecture puts its
+        loose ends first and zero-pads to the width of all nodes, so the layers after it keep
+        their shape and a frozen cell (loose ends only) computes the same with sliced weights."""
+        nodes = states[self.num_predecessors:]
+        arch = self.decided_arch()
+        if self.merge_op != "loose_end" or arch is None:
+            return torch.cat(nodes, dim=self.concat_dim)
+        used = {self._chosen(arch, node, k)[1] for node in range(self.num_predecessors,
+                self.num_predecessors + self.num_nodes) for k in range(self.num_ops_per_node)}
+        loose = [s for i, s in enumerate(nodes, self.num_predecessors) if i not in used]
+        output = torch.cat(loose, dim=self.concat_dim)
+        width = sum(s.shape[self.concat_dim] for s in nodes)
+        missing = width - output.shape[self.concat_dim]
+        if missing:
+            shape = list(output.shape)
+            shape[self.concat_dim] = missing
+            output = torch.cat([output, output.new_zeros(shape)], dim=self.concat_dim)
+        return output
+
+    def freeze(self, arch: dict[str, Any]) -> FixedCell:
+        ops, inputs = [], []
+        for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+            chosen = [self._chosen(arch, node, k) for k in range(self.num_ops_per_node)]
+            ops.append([copy.deepcopy(self.edges[node - self.num_predecessors][j][name]) for name, j in chosen])
+            inputs.append([j for _, j in chosen])
+        return FixedCell(ops, inputs, self.num_predecessors, self.merge_op, self.preprocessor,
+                         self.postprocessor, self.concat_dim)
+
+
+class PathSamplingCell(_EdgeCell):
+    """Runs, for every operator slot, the chosen candidate on the chosen input's edge."""
+
+    def node_output(self, node: int, states: list[Any]) -> Any:
+        total = None
+        for k in range(self.num_ops_per_node):
+            name, j = self._chosen(self._state.arch, node, k)
+            out = self.edges[node - self.num_predecessors][j][name](states[j])
+            total = out if total is None else total + out
+        return total
+
+
+class DifferentiableCell(_EdgeCell):
+    """Every edge is a softmax-weighted sum of its candidates and a zero operator (DARTS)."""
+
+    def setup(self, state: ArchState) -> None:
+        super().setup(state)
+        for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+            for j in range(node):
+                state.add_alpha(self._edge_label(node, j), len(self.op_names) + 1)  # last: zero
+
+    def _edge_label(self, node: int, j: int) -> str:
+        return f"{self.label}/edge_{node}_{j}"
+
+    def decided_arch(self) -> dict[str, Any] | None:
+        return self._state.pinned
+
+    def edge_weights(self, node: int) -> tuple[list[torch.Tensor], bool]:
+        state = self._state
+        if state.pinned is None:
+            return [state.weights(self._edge_label(node, j)) for j in range(node)], False
+        like = state.alpha_of(self._edge_label(node, 0))
+        weights = [torch.zeros_like(like) for _ in range(node)]
+        for k in range(self.num_ops_per_node):
+            name, j = self._chosen(state.pinned, node, k)
+            weights[j][self.op_names.index(name)] += 1.0
+        return weights, True
+
+    def node_output(self, node: int, states: list[Any]) -> Any:
+        weights, exact = self.edge_weights(node)
+        edges = self.edges[node - self.num_predecessors]
+        total = None
+        for j in range(node):
+            ops = [edges[j][name] for name in self.op_names]
+            out = weighted_sum(weights[j], lambda i, ops=ops, j=j: ops[i](states[j]), len(ops), exact)
+            if out is not None:
+                total = out if total is None else total + out
+        if total is None:  # every edge pinned to nothing: cannot happen for a valid arch
+            raise RuntimeError(f"cell {self.label!r}: node {node} has no input")
+        return total
+
+    def export_arch(self) -> dict[str, Any]:
+        arch: dict[str, Any] = {}
+        for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+            best = []
+            for j in range(node):
+                w = torch.softmax(self._state.alpha_of(self._edge_label(node, j)).detach(), -1)[:-1]
+                op = int(w.argmax())
+                best.append((-float(w[op]), j, self.op_names[op]))
+            best.sort()
+            for k in range(self.num_ops_per_node):
+                _, j, name = best[k % len(best)]
+                arch[f"{self.label}/op_{node}_{k}"] = name
+                arch[f"{self.label}/input_{node}_{k}"] = [j]
+        return arch

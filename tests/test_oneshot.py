@@ -1,0 +1,178 @@
+"""The one-shot engine: conversion, the two invariants, the registry, exports."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import supernet
+import supernet.nn as nn
+from supernet.oneshot import convert, export_arch, register_mixed_op
+from supernet.primitives.base import Choice, Mutable
+from tests.test_primitives import SPACES, CellSpace, ValueChoiceSpace
+
+CONVERTIBLE = [name for name in SPACES if name not in
+               ("nasbench101_cell", "model_parameter_choice", "input_choice_any_subset")]
+
+
+def _supernets(space):
+    path_sampling, sampling_state = convert(copy.deepcopy(space), "path_sampling")
+    differentiable, differentiable_state = convert(copy.deepcopy(space), "differentiable")
+    x = torch.randn(2, 4, 6, 6)
+    path_sampling(x)
+    differentiable.load_state_dict(path_sampling.state_dict())  # one set of weights for both
+    return path_sampling.eval(), sampling_state, differentiable.eval(), differentiable_state, x
+
+
+@pytest.mark.parametrize("name", CONVERTIBLE)
+def test_path_sampling_supernet_and_inherited_freeze_compute_the_same(name):
+    space = SPACES[name][0]()
+    net, state, _, _, x = _supernets(space)
+    for seed in range(10):
+        arch = supernet.sample(space, seed=seed)
+        state.set_arch(arch)
+        frozen = supernet.freeze(net, arch, inherit_weights=True).eval()
+        torch.testing.assert_close(net(x), frozen(x))
+
+
+@pytest.mark.parametrize("name", CONVERTIBLE)
+def test_differentiable_supernet_with_one_hot_weights_equals_path_sampling(name):
+    space = SPACES[name][0]()
+    sampling, sampling_state, mixing, mixing_state, x = _supernets(space)
+    for seed in range(10):
+        arch = supernet.sample(space, seed=seed)
+        sampling_state.set_arch(arch)
+        mixing_state.pin(arch)
+        torch.testing.assert_close(mixing(x), sampling(x))
+
+
+@pytest.mark.parametrize("name", CONVERTIBLE)
+def test_differentiable_supernet_trains_the_architecture_weights(name):
+    space = SPACES[name][0]()
+    net, state = convert(copy.deepcopy(space), "differentiable")
+    net(torch.randn(2, 4, 6, 6)).sum().backward()
+    assert len(state.alpha) > 0
+    assert any(a.grad is not None and a.grad.abs().sum() > 0 for a in state.alpha.values())
+    arch = export_arch(net, state)
+    assert set(arch) == set(supernet.search_space(space).labels)
+    supernet.freeze(space, arch)(torch.randn(2, 4, 6, 6))
+
+
+def test_only_modules_with_choices_are_replaced():
+    class Space(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 1)
+            self.op = nn.LayerChoice([nn.Conv2d(4, 4, 1), nn.Identity()], label="op")
+
+    net, _ = convert(Space(), "path_sampling")
+    assert type(net.stem) is torch.nn.Conv2d
+    assert type(net.op[0]) is torch.nn.Conv2d
+
+
+def test_a_label_has_one_architecture_parameter_shared_by_its_modules():
+    shared = nn.Sequential(nn.LayerChoice([nn.ReLU(), nn.Tanh()], label="act"),
+                           nn.LayerChoice([nn.ReLU(), nn.Tanh()], label="act"))
+    _, state = convert(shared, "differentiable")
+    assert state.labels() == ["act"]
+
+
+def test_entangled_weights_are_slices_of_the_largest():
+    space = ValueChoiceSpace()
+    net, state = convert(copy.deepcopy(space), "path_sampling")
+    assert net.conv.weight.shape == (24, 4, 5, 5)
+    arch = {"width": 8, "ks": 3, "drop": 0.0, "heads": 2}
+    state.set_arch(arch)
+    frozen = supernet.freeze(net, arch, inherit_weights=True)
+    torch.testing.assert_close(frozen.conv.weight, net.conv.weight[:8, :, 1:4, 1:4])
+    torch.testing.assert_close(frozen.attn.in_proj_weight[8:16], net.attn.in_proj_weight[24:32, :8])
+
+
+def test_gumbel_softmax_weights_change_with_the_noise():
+    net, state = convert(CellSpace(), "differentiable")
+    state.gumbel, state.temperature = True, 0.5
+    label = state.labels()[0]
+    state.resample_noise()
+    first = state.weights(label).detach().clone()
+    state.resample_noise()
+    assert not torch.allclose(first, state.weights(label))
+    net(torch.randn(1, 4, 6, 6))
+
+
+def test_darts_cell_export_takes_best_operator_per_edge_and_strongest_edges():
+    net, state = convert(CellSpace(), "differentiable")
+    with torch.no_grad():
+        for alpha in state.alpha.values():
+            alpha.zero_()
+        # node 2: edge from 1 strongly prefers 'pool'; edge from 0 mildly prefers 'conv'
+        state.alpha_of("cell/edge_2_1")[1] = 5.0
+        state.alpha_of("cell/edge_2_0")[0] = 1.0
+        # the zero operator never wins an edge, even when its weight is largest
+        state.alpha_of("cell/edge_3_2")[3] = 9.0
+        state.alpha_of("cell/edge_3_2")[2] = 8.5
+    arch = export_arch(net, state)
+    assert (arch["cell/op_2_0"], arch["cell/input_2_0"]) == ("pool", [1])
+    assert (arch["cell/op_2_1"], arch["cell/input_2_1"]) == ("conv", [0])
+    assert (arch["cell/op_3_0"], arch["cell/input_3_0"]) == ("skip", [2])
+    assert export_arch(net, state) == arch, "export is deterministic"
+
+
+class Scale(Mutable, nn.Module):
+    """A user-defined primitive: multiply by a chosen factor."""
+
+    def __init__(self, factors, label):
+        super().__init__()
+        self.factors, self.label = list(factors), label
+
+    def decisions(self):
+        return [Choice(self.label, "value_choice", self.factors)]
+
+    def forward(self, x):
+        return x * self.factors[0]
+
+    def freeze(self, arch):
+        return _Times(arch[self.label])
+
+
+class _Times(torch.nn.Module):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+class PathSamplingScale(Scale):
+    is_mixed = True
+
+    @classmethod
+    def from_primitive(cls, module, state):
+        module.__class__ = cls
+        module._state = state
+        return module
+
+    def forward(self, x):
+        return x * self._state.arch[self.label]
+
+
+def test_a_user_primitive_becomes_searchable_with_one_registration():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Scale([1.0, 3.0], "scale"))
+    with pytest.raises(TypeError, match=r"^1: Scale has no path_sampling mixed op"):
+        convert(copy.deepcopy(model), "path_sampling")
+    register_mixed_op(Scale, "path_sampling", PathSamplingScale)
+    net, state = convert(model, "path_sampling")
+    state.set_arch({"scale": 3.0})
+    x = torch.randn(1, 2)
+    torch.testing.assert_close(net(x), net[0](x) * 3)
+    torch.testing.assert_close(supernet.freeze(net, {"scale": 3.0}, inherit_weights=True)(x), net(x))
+
+
+def test_unsupported_primitive_fails_at_conversion_naming_path_and_primitive():
+    model = torch.nn.Sequential(torch.nn.Identity(), SPACES["nasbench101_cell"][0]())
+    with pytest.raises(TypeError, match=r"^1\.cell: NasBench101Cell has no differentiable mixed op"):
+        convert(model, "differentiable")
+    with pytest.raises(TypeError, match="pick: InputChoice 'pick' with reduction 'concat'"):
+        convert(SPACES["input_choice_any_subset"][0](), "differentiable")
