@@ -26,10 +26,18 @@ def _supernets(space):
     return path_sampling.eval(), sampling_state, differentiable.eval(), differentiable_state, x
 
 
-@pytest.mark.parametrize("name", CONVERTIBLE)
-def test_path_sampling_supernet_and_inherited_freeze_compute_the_same(name):
+# binary gates choose single inputs only; the n_chosen=2 space is tested as a conversion error below
+SAMPLING_CASES = [(name, family) for family in ("path_sampling", "binary_gate") for name in CONVERTIBLE
+                  if not (family == "binary_gate" and name == "input_choice_mean")]
+
+
+@pytest.mark.parametrize(("name", "family"), SAMPLING_CASES)
+def test_sampling_supernet_and_inherited_freeze_compute_the_same(name, family):
     space = SPACES[name][0]()
-    net, state, _, _, x = _supernets(space)
+    net, state = convert(copy.deepcopy(space), family)
+    x = torch.randn(2, 4, 6, 6)
+    net(x)
+    net.eval()
     for seed in range(10):
         arch = supernet.sample(space, seed=seed)
         state.set_arch(arch)
@@ -176,3 +184,40 @@ def test_unsupported_primitive_fails_at_conversion_naming_path_and_primitive():
         convert(model, "differentiable")
     with pytest.raises(TypeError, match="pick: InputChoice 'pick' with reduction 'concat'"):
         convert(SPACES["input_choice_any_subset"][0](), "differentiable")
+    with pytest.raises(TypeError, match="pick: InputChoice 'pick' with n_chosen=2 has no binary-gate mixed op"):
+        convert(SPACES["input_choice_mean"][0](), "binary_gate")
+
+
+def test_binary_gates_give_the_proxylessnas_gradient_on_the_sampled_paths():
+    torch.manual_seed(1)
+    candidates = [torch.nn.Linear(3, 3) for _ in range(3)]
+    net, state = convert(nn.LayerChoice(candidates, label="op"), "binary_gate")
+    with torch.no_grad():
+        state.alpha_of("op").copy_(torch.tensor([0.3, -0.2, 0.5]))
+    state.gate_paths = {"op": ["0", "2"]}
+    state.set_arch({"op": "2"})
+    state.arch_gradients = True
+    x = torch.randn(4, 3)
+    y = net(x)
+    torch.testing.assert_close(y, candidates[2](x))  # the value is the active path's
+    target = torch.randn(4, 3)
+    loss = ((y - target) ** 2).sum()
+    loss.backward()
+    grad_y = (2 * (candidates[2](x) - target)).detach()
+    grad_gate = [float((grad_y * candidates[j](x)).sum().detach()) for j in (0, 2)]
+    p = torch.softmax(torch.tensor([0.3, 0.5]), 0)
+    expected = [sum(grad_gate[j] * p[j] * (float(i == j) - p[i]) for j in range(2)) for i in range(2)]
+    alpha_grad = state.alpha_of("op").grad
+    torch.testing.assert_close(alpha_grad[[0, 2]], torch.tensor(expected, dtype=torch.float32))
+    assert alpha_grad[1] == 0
+
+
+def test_binary_gate_sampling_follows_the_probabilities():
+    _, state = convert(nn.LayerChoice([torch.nn.ReLU(), torch.nn.Tanh(), torch.nn.GELU()], label="op"),
+                       "binary_gate")
+    with torch.no_grad():
+        state.alpha_of("op").copy_(torch.tensor([0.0, 0.0, 10.0]))
+    generator = torch.Generator().manual_seed(0)
+    actives = [state.sample_binary_gates(generator=generator)["op"] for _ in range(50)]
+    assert actives.count("2") > 40
+    assert all(len(state.gate_paths["op"]) == 2 for _ in range(1))

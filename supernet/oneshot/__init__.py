@@ -6,6 +6,7 @@ and ``entangled.py`` for the ops). ``state`` holds the architecture parameters a
 sampled architecture; ``export_arch(supernet, state)`` reads the chosen architecture.
 """
 
+from supernet.oneshot.binary_gate import BinaryGateCell, BinaryGateInputChoice, BinaryGateLayerChoice, BinaryGateRepeat
 from supernet.oneshot.cell import DifferentiableCell, PathSamplingCell
 from supernet.oneshot.choices import (
     DifferentiableInputChoice,
@@ -27,14 +28,15 @@ from supernet.primitives.repeat import Repeat
 
 __all__ = ["FAMILIES", "KEEP", "ArchState", "UnsupportedChoice", "convert", "export_arch", "register_mixed_op"]
 
-for _primitive, _path_sampling, _differentiable in [
-    (LayerChoice, PathSamplingLayerChoice, DifferentiableLayerChoice),
-    (InputChoice, PathSamplingInputChoice, DifferentiableInputChoice),
-    (Repeat, PathSamplingRepeat, DifferentiableRepeat),
-    (Cell, PathSamplingCell, DifferentiableCell),
-    (NasBench201Cell, KEEP, KEEP),
-    (AutoActivation, KEEP, KEEP),
-    *((unit, mixed, mixed) for unit, mixed in ENTANGLED_UNITS.items()),
-]:
-    register_mixed_op(_primitive, "path_sampling", _path_sampling)
-    register_mixed_op(_primitive, "differentiable", _differentiable)
+# primitive: (path sampling, differentiable, binary gate)
+for _primitive, _ops in {
+    LayerChoice: (PathSamplingLayerChoice, DifferentiableLayerChoice, BinaryGateLayerChoice),
+    InputChoice: (PathSamplingInputChoice, DifferentiableInputChoice, BinaryGateInputChoice),
+    Repeat: (PathSamplingRepeat, DifferentiableRepeat, BinaryGateRepeat),
+    Cell: (PathSamplingCell, DifferentiableCell, BinaryGateCell),
+    NasBench201Cell: (KEEP, KEEP, KEEP),
+    AutoActivation: (KEEP, KEEP, KEEP),
+    **{unit: (mixed, mixed, mixed) for unit, mixed in ENTANGLED_UNITS.items()},
+}.items():
+    for _family, _op in zip(("path_sampling", "differentiable", "binary_gate"), _ops):
+        register_mixed_op(_primitive, _family, _op)

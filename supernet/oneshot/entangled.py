@@ -71,6 +71,11 @@ class _MixedUnit(BasicUnit):
     def forward_with(self, values: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
+    def add_alphas(self, state: ArchState) -> None:
+        if state.family != "path_sampling":
+            for leaf in self.leaves():
+                state.add_alpha(leaf.label, len(state.space.choices[leaf.label].options))
+
     def _forward_path_sampling(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward_with(self._state.arch, *args, **kwargs)
 
@@ -97,8 +102,24 @@ class _MixedUnit(BasicUnit):
         mixed = sum(c * _pad_to(o, shape) for c, o in zip(coefficients, outputs))
         return (mixed, *rest) if rest is not None else mixed
 
+    def _forward_binary_gate(self, *args: Any, **kwargs: Any) -> Any:
+        state = self._state
+        output = self.forward_with(state.arch, *args, **kwargs)
+        rest = None
+        if isinstance(output, tuple):
+            output, rest = output[0], output[1:]
+        shape = output.shape
+        for leaf in self.leaves():
+            def compute(value: Any, leaf: Any = leaf) -> Any:
+                other = self.forward_with({**state.arch, leaf.label: value}, *args, **kwargs)
+                other = other[0] if isinstance(other, tuple) else other
+                return _pad_to(other, torch.Size(max(a, b) for a, b in zip(other.shape, shape)))[
+                    tuple(slice(0, n) for n in shape)]
+            output = state.gate(leaf.label, output, compute)
+        return (output, *rest) if rest is not None else output
+
     def export_arch(self) -> dict[str, Any]:
-        if self._state.family != "differentiable":
+        if self._state.family == "path_sampling":
             return {}
         arch = {}
         for leaf in self.leaves():
@@ -126,9 +147,7 @@ class EntangledUnit(_MixedUnit):
         mixed._signature = unit._signature
         object.__setattr__(mixed, "_state", state)
         mixed.train(unit.training)
-        for leaf in mixed.leaves():
-            if state.family == "differentiable":
-                state.add_alpha(leaf.label, len(state.space.choices[leaf.label].options))
+        mixed.add_alphas(state)
         return mixed
 
     def values(self, arch: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,9 +342,7 @@ class ComboUnit(_MixedUnit, nn.Module):
             args, kwargs = mixed.evaluated_arguments(arch)
             mixed.combinations.append(unit.base_class(*args, **kwargs))
         mixed.train(unit.training)
-        if state.family == "differentiable":
-            for leaf in mixed.leaves():
-                state.add_alpha(leaf.label, len(state.space.choices[leaf.label].options))
+        mixed.add_alphas(state)
         return mixed
 
     def _index(self, arch: Mapping[str, Any]) -> int:
@@ -349,8 +366,10 @@ def family_class(cls: type, state: ArchState) -> type:
     """``cls`` with the forward pass of the state's family (classes are made once and cached)."""
     key = (cls, state.family)
     if key not in _FAMILY_CLASSES:
-        forward = cls._forward_path_sampling if state.family != "differentiable" else cls._forward_differentiable
-        name = ("Differentiable" if state.family == "differentiable" else "PathSampling") + cls.__name__
+        forward = {"path_sampling": cls._forward_path_sampling, "differentiable": cls._forward_differentiable,
+                   "binary_gate": cls._forward_binary_gate}[state.family]
+        prefix = {"path_sampling": "PathSampling", "differentiable": "Differentiable", "binary_gate": "BinaryGate"}
+        name = prefix[state.family] + cls.__name__
         _FAMILY_CLASSES[key] = type(cls)(name, (cls,), {
             "forward": forward, "is_mixed": True, "__module__": __name__,
             **({"base_class": cls.__dict__["base_class"]} if "base_class" in cls.__dict__ else {})})

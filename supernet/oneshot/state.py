@@ -38,6 +38,8 @@ class ArchState(nn.Module):
         self.pinned: dict[str, Any] | None = None
         self._noise: dict[str, torch.Tensor] = {}
         self._value_choices: list[Any] = []
+        self.gate_paths: dict[str, list[Any]] = {}
+        self.arch_gradients = False
 
     # -- parameters ------------------------------------------------------------------------------
     def add_alpha(self, label: str, size: int) -> nn.Parameter:
@@ -99,6 +101,62 @@ class ArchState(nn.Module):
             return
         self.set_arch(arch)
         self.pinned = self.arch
+
+    # -- binary gates (ProxylessNAS) -------------------------------------------------------------
+    def alpha_values(self, label: str) -> list[Any]:
+        """The values that ``label``'s architecture parameters stand for, in order."""
+        choice = self.space.choices[label]
+        if choice.kind == "input_choice":
+            return [[i] for i in range(choice.n_candidates or 0)]
+        return list(choice.options)
+
+    def sample_binary_gates(self, paths: int = 2, generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Sample ``paths`` candidates per label from its probabilities and make one of them active.
+
+        The active ones form the architecture that runs; with ``arch_gradients`` the others
+        of each label only contribute the binary-gate gradient of the architecture weights.
+        """
+        arch = dict(self.arch)
+        self.gate_paths = {}
+        for key, alpha in self.alpha.items():
+            label = key.replace("::", ".")
+            if label not in self.space.choices:
+                continue
+            values = self.alpha_values(label)
+            probs = torch.softmax(alpha.detach().float().cpu() / self.temperature, -1)
+            count = min(paths, len(values))
+            picked = torch.multinomial(probs, count, replacement=False, generator=generator)
+            renormalised = probs[picked] / probs[picked].sum()
+            active = picked[torch.multinomial(renormalised, 1, generator=generator)].item()
+            self.gate_paths[label] = [values[int(i)] for i in picked]
+            arch[label] = values[int(active)]
+        self.set_arch(arch)
+        return self.arch
+
+    def gate(self, label: str, active_output: Any, compute: Any) -> Any:
+        """Add the binary-gate gradient of ``label`` to the active path's output.
+
+        ``compute(value)`` gives the output with ``label`` at ``value``; it runs without
+        autograd, so only one path's activations are kept. The value stays the active
+        output; the gradient reaching ``alpha[label]`` is the ProxylessNAS estimate
+        ``sum_j dL/dg_j * p_j (delta_ij - p_i)`` over the sampled paths.
+        """
+        if not (self.arch_gradients and torch.is_grad_enabled()) or label not in self.gate_paths:
+            return active_output
+        values = self.alpha_values(label)
+        paths = self.gate_paths[label]
+        alpha = self.alpha_of(label)
+        probs = torch.softmax(alpha[[values.index(v) for v in paths]] / self.temperature, -1)
+        active = self.arch[label]
+        output = active_output
+        for p, value in zip(probs, paths):
+            if value == active:
+                other = active_output.detach()
+            else:
+                with torch.no_grad():
+                    other = compute(value)
+            output = output + (p - p.detach()) * other
+        return output
 
     # -- export -----------------------------------------------------------------------------------
     def argmax_arch(self) -> dict[str, Any]:
