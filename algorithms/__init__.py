@@ -1,1 +1,11 @@
-"""One LightningModule per NAS algorithm (DARTS, ENAS, ProxylessNAS, SPOS): not built yet."""
+"""One LightningModule per NAS algorithm, on a shared base (``base.OneShotAlgorithm``)."""
+
+from algorithms.base import OneShotAlgorithm
+from algorithms.darts import DartsModule
+from algorithms.enas import EnasModule
+from algorithms.proxyless import ProxylessModule
+from algorithms.spos import SposModule
+
+ALGORITHMS = {"darts": DartsModule, "enas": EnasModule, "proxyless": ProxylessModule, "spos": SposModule}
+
+__all__ = ["ALGORITHMS", "DartsModule", "EnasModule", "OneShotAlgorithm", "ProxylessModule", "SposModule"]

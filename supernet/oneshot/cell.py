@@ -48,9 +48,17 @@ class _EdgeCell(SwappedMixedOp, Cell):
         return self.op_factory(name, node, 0, input_index)
 
     def _chosen(self, arch: dict[str, Any], node: int, slot: int) -> tuple[str, int]:
-        name = _chosen_name(arch, f"{self.label}/op_{node}_{slot}", self.op_names)
-        (index,) = lookup_fixed(arch, f"{self.label}/input_{node}_{slot}", input_options(node, 1))
-        return name, index
+        """(operator name, input index) of a slot under ``arch`` (remembered for the last arch seen)."""
+        cached = self.__dict__.get("_chosen_cache")
+        if cached is None or cached[0] is not arch:
+            cached = (arch, {})
+            self.__dict__["_chosen_cache"] = cached
+        key = (node, slot)
+        if key not in cached[1]:
+            name = _chosen_name(arch, f"{self.label}/op_{node}_{slot}", self.op_names)
+            (index,) = lookup_fixed(arch, f"{self.label}/input_{node}_{slot}", input_options(node, 1))
+            cached[1][key] = (name, index)
+        return cached[1][key]
 
     def forward(self, *inputs: Any) -> Any:
         from supernet.primitives.cell import _predecessor_list

@@ -53,7 +53,16 @@ def _pad_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 def _slice_dim(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    return x if x.shape[dim] == size else x.narrow(dim, 0, size)
+    """``x`` with ``size`` entries along ``dim``: the leading ones, zero-padded if it has fewer
+    (a binary gate may try a wider value than the active path upstream produced)."""
+    have = x.shape[dim]
+    if have == size:
+        return x
+    if have > size:
+        return x.narrow(dim, 0, size)
+    shape = list(x.shape)
+    shape[dim] = size - have
+    return torch.cat([x, x.new_zeros(shape)], dim=dim)
 
 
 class _MixedUnit(BasicUnit):
@@ -151,7 +160,13 @@ class EntangledUnit(_MixedUnit):
         return mixed
 
     def values(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        return evaluate_nested(self.init_arguments, arch)
+        """The arguments under ``arch`` (remembered for the last architecture object seen)."""
+        cached = self.__dict__.get("_values_cache")
+        if cached is not None and cached[0] is arch:
+            return cached[1]
+        values = evaluate_nested(self.init_arguments, arch)
+        self.__dict__["_values_cache"] = (arch, values)
+        return values
 
     def sliced_state(self, values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError

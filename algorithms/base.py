@@ -1,0 +1,184 @@
+"""The shared base of every one-shot algorithm: a LightningModule that owns the supernet.
+
+An algorithm converts the search space into a supernet of its family
+(``supernet.oneshot.convert``), keeps the architecture state (architecture parameters,
+sampled architecture) as a submodule, logs ``train/loss``, ``train/acc``, ``val/loss``,
+``val/acc`` with torchmetrics, and exports the architecture dict with ``export()``.
+
+Search batches come from a search data module as ``{"train": (x, y), "val": (x, y)}``:
+two disjoint halves of the training data (weights learn on one, the architecture on the
+other). A plain ``(x, y)`` batch is split in two halves.
+
+All sampling draws from one ``torch.Generator`` seeded by ``seed``: every DDP rank draws
+the same architectures without communicating, and the generator's state is saved in
+checkpoints so a resumed search continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+import supernet
+from supernet.oneshot import convert, export_arch
+
+__all__ = ["OneShotAlgorithm", "check_positive", "search_batches", "split_batch"]
+
+
+def check_positive(**values: float) -> None:
+    """Raise one ValueError naming the first value that is not a positive number."""
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or math.isinf(value):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def split_batch(batch: Any) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``(train, val)`` halves of a search batch (a dict of two batches, or one batch split in two)."""
+    if isinstance(batch, Mapping):
+        return tuple(batch["train"][:2]), tuple(batch["val"][:2])  # type: ignore[return-value]
+    x, y = batch[0], batch[1]
+    half = max(1, x.shape[0] // 2)
+    return (x[:half], y[:half]), (x[half:], y[half:])
+
+
+def search_batches(loader: Any, device: torch.device | str, count: int) -> list[tuple[tuple, tuple]]:
+    """Up to ``count`` ``(train, val)`` batch pairs from a search loader, on ``device``.
+
+    ``loader`` is what ``trainer.train_dataloader`` holds: a dict of two loaders, a
+    ``CombinedLoader`` or a plain loader (whose batches are split in two).
+    """
+    if isinstance(loader, Mapping):
+        iterator = ({"train": t, "val": v} for t, v in zip(loader["train"], loader["val"]))
+    else:
+        iterator = (b[0] if isinstance(b, tuple) and len(b) == 3 and isinstance(b[0], Mapping) else b
+                    for b in loader)
+    pairs = []
+    for batch in iterator:
+        train, val = split_batch(batch)
+        pairs.append((tuple(t.to(device) for t in train), tuple(t.to(device) for t in val)))
+        if len(pairs) >= count:
+            break
+    return pairs
+
+
+class OneShotAlgorithm(pl.LightningModule):
+    """Base class: ``space`` is converted to a supernet of the subclass's ``family``."""
+
+    family = "path_sampling"
+
+    def __init__(self, space: nn.Module, *, num_classes: int = 10, learning_rate: float = 0.025,
+                 momentum: float = 0.9, weight_decay: float = 3e-4, min_learning_rate: float = 0.001,
+                 gradient_clip: float = 5.0, seed: int = 0) -> None:
+        super().__init__()
+        check_positive(learning_rate=learning_rate, num_classes=num_classes)
+        if not 0 <= min_learning_rate <= learning_rate:
+            raise ValueError(f"min_learning_rate must be in [0, learning_rate={learning_rate}], "
+                             f"got {min_learning_rate!r}")
+        if weight_decay < 0 or gradient_clip < 0 or not 0 <= momentum < 1:
+            raise ValueError(f"weight_decay and gradient_clip must be >= 0 and momentum in [0, 1); got "
+                             f"weight_decay={weight_decay!r}, gradient_clip={gradient_clip!r}, momentum={momentum!r}")
+        if len(supernet.search_space(space)) == 0:
+            raise ValueError(f"the space {type(space).__name__} has no choices: there is nothing to search")
+        self.save_hyperparameters(ignore=["space"])
+        self.automatic_optimization = False
+        self.supernet, self.arch = convert(space, self.family)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.train_acc = MulticlassAccuracy(num_classes)
+        self.val_acc = MulticlassAccuracy(num_classes)
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+
+    # -- the network ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.supernet(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    def criterion(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits); an auxiliary head's output (training mode) adds 0.4 x its loss."""
+        out = self.supernet(x)
+        if isinstance(out, tuple):
+            logits, aux = out[0], out[1]
+            return F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y), logits
+        return F.cross_entropy(out, y), out
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return list(self.supernet.parameters())
+
+    # -- optimisation ----------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.SGD(self.weight_parameters(), lr=hp.learning_rate, momentum=hp.momentum,
+                                    weight_decay=hp.weight_decay)
+        epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=hp.min_learning_rate)
+        extra = self.extra_optimizers()
+        return [optimizer, *extra], [scheduler]
+
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers of the architecture (parameters, controller); none by default."""
+        return []
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One SGD step of the supernet's weights on (x, y), with gradient clipping; logs train metrics."""
+        optimizer = self.optimizers()
+        optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
+        optimizer.zero_grad()
+        loss, logits = self.criterion(x, y)
+        self.manual_backward(loss)
+        if self.hparams.gradient_clip > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip,
+                                gradient_clip_algorithm="norm")
+        optimizer.step()
+        self.train_loss(loss.detach())
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    # -- validation: the architecture the search would export now ----------------------------------------
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        logits = self.evaluate(x)
+        loss = F.cross_entropy(logits, y)
+        self.val_loss(loss)
+        self.val_acc(logits, y)
+        self.log("val/loss", self.val_loss, on_epoch=True)
+        self.log("val/acc", self.val_acc, prog_bar=True, on_epoch=True)
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the current best architecture (the supernet as it is, by default)."""
+        return self(x)
+
+    # -- export ------------------------------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """The searched architecture, ``{label: value}``; JSON-serialisable and ready for ``freeze``."""
+        return export_arch(self.supernet, self.arch)
+
+    # -- exact resume ------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sampler_generator"] = self.generator.get_state()
+        checkpoint["sampled_arch"] = dict(self.arch.arch)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "sampler_generator" in checkpoint:
+            self.generator.set_state(checkpoint["sampler_generator"])
+        if "sampled_arch" in checkpoint:
+            self.arch.set_arch(checkpoint["sampled_arch"])
+
+    def sample_uniform(self) -> dict[str, Any]:
+        """A uniformly random architecture drawn from the shared generator (same on every rank)."""
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+        return supernet.sample(self.arch.space, seed=seed)

@@ -1,0 +1,165 @@
+"""ENAS (Pham et al., 2018): an LSTM controller samples architectures, trained with REINFORCE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from algorithms.base import OneShotAlgorithm, check_positive, search_batches, split_batch
+from supernet.primitives.base import Choice
+
+__all__ = ["EnasController", "EnasModule"]
+
+
+class EnasController(nn.Module):
+    """An LSTM that takes every decision in order; each decision is fed back as the next input.
+
+    Categorical decisions pick one option; an input choice of any subset decides each
+    input with a sigmoid (its skip probability is what the skip penalty regularises).
+    """
+
+    def __init__(self, choices: list[Choice], hidden: int = 64, tanh_constant: float = 1.5,
+                 temperature: float = 5.0) -> None:
+        super().__init__()
+        self.choices = choices
+        self.hidden = hidden
+        self.tanh_constant, self.temperature = tanh_constant, temperature
+        self.lstm = nn.LSTMCell(hidden, hidden)
+        self.start = nn.Parameter(torch.zeros(1, hidden))
+        self.heads = nn.ModuleList()
+        self.embeddings = nn.ModuleList()
+        for choice in choices:
+            n = choice.n_candidates if self._bernoulli(choice) else len(choice.options)
+            self.heads.append(nn.Linear(hidden, n))
+            self.embeddings.append(nn.Embedding(n, hidden))
+
+    @staticmethod
+    def _bernoulli(choice: Choice) -> bool:
+        return choice.kind == "input_choice" and choice.n_chosen is None
+
+    def forward(self, generator: torch.Generator | None = None, greedy: bool = False
+                ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample an architecture: (arch, log-probability, entropy, skip penalty)."""
+        x = self.start
+        h = c = torch.zeros_like(self.start)
+        arch: dict[str, Any] = {}
+        log_prob = entropy = skip = torch.zeros((), device=x.device)
+        skips = 0
+        for choice, head, embedding in zip(self.choices, self.heads, self.embeddings):
+            h, c = self.lstm(x, (h, c))
+            logits = head(h)[0] / self.temperature
+            logits = self.tanh_constant * torch.tanh(logits)
+            if self._bernoulli(choice):
+                probs = torch.sigmoid(logits)
+                pick = (probs.detach().cpu() > 0.5) if greedy else torch.bernoulli(probs.detach().cpu(),
+                                                                                    generator=generator).bool()
+                pick = pick.to(logits.device)
+                log_prob = log_prob + torch.where(pick, probs, 1 - probs).clamp_min(1e-8).log().sum()
+                entropy = entropy - (probs * probs.clamp_min(1e-8).log() +
+                                     (1 - probs) * (1 - probs).clamp_min(1e-8).log()).sum()
+                target = torch.full_like(probs, 0.4)
+                skip = skip + (probs * (probs / target).clamp_min(1e-8).log() +
+                               (1 - probs) * ((1 - probs) / (1 - target)).clamp_min(1e-8).log()).sum()
+                skips += probs.numel()
+                chosen = [i for i, p in enumerate(pick.tolist()) if p]
+                arch[choice.label] = chosen
+                x = embedding(torch.tensor([len(chosen) % embedding.num_embeddings], device=logits.device))
+            else:
+                log_probs = F.log_softmax(logits, -1)
+                index = int(log_probs.argmax()) if greedy else int(
+                    torch.multinomial(log_probs.detach().exp().cpu(), 1, generator=generator))
+                log_prob = log_prob + log_probs[index]
+                entropy = entropy - (log_probs.exp() * log_probs).sum()
+                arch[choice.label] = choice.options[index]
+                x = embedding(torch.tensor([index], device=logits.device))
+        return arch, log_prob, entropy, skip / max(skips, 1)
+
+
+class EnasModule(OneShotAlgorithm):
+    """Shared weights train on controller-sampled paths; the controller learns by REINFORCE with
+    reward = accuracy of its sample on a validation batch, a moving-average baseline, an
+    entropy bonus and a skip-connection penalty. Export: the best of ``export_samples``
+    controller samples by validation accuracy.
+    """
+
+    family = "path_sampling"
+
+    def __init__(self, space: nn.Module, *, controller_hidden: int = 64, controller_learning_rate: float = 3.5e-4,
+                 baseline_decay: float = 0.999, entropy_weight: float = 1e-4, skip_target: float = 0.4,
+                 skip_weight: float = 0.8, tanh_constant: float = 1.5, export_samples: int = 10,
+                 export_batches: int = 5, **kwargs: Any) -> None:
+        check_positive(controller_hidden=controller_hidden, controller_learning_rate=controller_learning_rate,
+                       export_samples=export_samples, export_batches=export_batches, tanh_constant=tanh_constant)
+        if not 0 <= baseline_decay < 1:
+            raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
+        super().__init__(space, **kwargs)
+        self.save_hyperparameters(ignore=["space"])
+        decisions = list(self.arch.space.choices.values())
+        self.controller = EnasController(decisions, controller_hidden, tanh_constant)
+        self.register_buffer("baseline", torch.zeros(()))
+        self.best_arch: dict[str, Any] | None = None
+
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.controller.parameters(), lr=self.hparams.controller_learning_rate)]
+
+    def _sample(self, greedy: bool = False) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, torch.Tensor]:
+        arch, log_prob, entropy, skip = self.controller(self.generator, greedy)
+        return self.arch.space.validate(arch), log_prob, entropy, skip
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        (x_train, y_train), (x_val, y_val) = split_batch(batch)
+        hp = self.hparams
+        with torch.no_grad():
+            arch, *_ = self._sample()
+        self.arch.set_arch(arch)
+        self.weight_step(x_train, y_train)
+        # controller: REINFORCE on the validation half
+        optimizer = self.optimizers()[1]
+        optimizer.zero_grad()
+        arch, log_prob, entropy, skip = self._sample()
+        self.arch.set_arch(arch)
+        with torch.no_grad():
+            reward = (self(x_val).argmax(-1) == y_val).float().mean()
+        self.baseline.mul_(hp.baseline_decay).add_((1 - hp.baseline_decay) * reward)
+        loss = -(reward - self.baseline) * log_prob - hp.entropy_weight * entropy + hp.skip_weight * skip
+        self.manual_backward(loss)
+        optimizer.step()
+        for p in self.supernet.parameters():
+            p.grad = None
+        self.log_dict({"controller/reward": reward, "controller/baseline": self.baseline.clone(),
+                       "controller/entropy": entropy.detach()}, on_step=True, on_epoch=True)
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        saved = dict(self.arch.arch)
+        with torch.no_grad():
+            self.arch.set_arch(self._sample(greedy=True)[0])
+        try:
+            return self(x)
+        finally:
+            self.arch.set_arch(saved)
+
+    @torch.no_grad()
+    def on_train_end(self) -> None:
+        loader = self.trainer.train_dataloader
+        if loader is None:
+            return
+        batches = [val for _, val in search_batches(loader, self.device, self.hparams.export_batches)]
+        self.supernet.eval()
+        best, best_accuracy = None, -1.0
+        for _ in range(self.hparams.export_samples):
+            arch = self._sample()[0]
+            self.arch.set_arch(arch)
+            correct = sum(int((self(x).argmax(-1) == y).sum()) for x, y in batches)
+            accuracy = correct / max(1, sum(y.numel() for _, y in batches))
+            if accuracy > best_accuracy:
+                best, best_accuracy = arch, accuracy
+        self.best_arch = best
+
+    def export(self) -> dict[str, Any]:
+        if self.best_arch is not None:
+            return dict(self.best_arch)
+        with torch.no_grad():
+            return self._sample(greedy=True)[0]

@@ -1,0 +1,100 @@
+"""ProxylessNAS (Cai et al., 2019): binary gates, architecture gradients, an optional resource term."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from algorithms.base import OneShotAlgorithm, check_positive, split_batch
+from algorithms.cost import CostModel
+
+__all__ = ["ProxylessModule"]
+
+RESOURCE_FORMS = ("mul#log", "add#linear")
+
+
+class ProxylessModule(OneShotAlgorithm):
+    """Weights train on one sampled path per label; architecture steps sample two paths and
+    follow the binary-gate gradient, plus an optional expected-cost term.
+
+    ``resource_weight > 0`` adds the expected FLOPs (measured on ``example_input_shape``)
+    or, with ``latency_table={label: {value: cost}}``, the expected latency:
+    ``mul#log``: ``loss * (log(E[cost]) / log(target)) ** resource_weight``;
+    ``add#linear``: ``loss + resource_weight * E[cost] / target``, where ``target`` is
+    ``resource_target`` (default: the cost of the reference architecture). Export: argmax.
+    """
+
+    family = "binary_gate"
+
+    def __init__(self, space: nn.Module, *, arch_learning_rate: float = 1e-3,
+                 arch_betas: tuple[float, float] = (0.0, 0.999), arch_weight_decay: float = 0.0,
+                 warmup_epochs: int = 0, resource_weight: float = 0.0, resource_form: str = "mul#log",
+                 resource_target: float | None = None, latency_table: Mapping[str, Mapping[Any, float]] | None = None,
+                 example_input_shape: tuple[int, ...] = (3, 32, 32), **kwargs: Any) -> None:
+        check_positive(arch_learning_rate=arch_learning_rate)
+        if resource_form not in RESOURCE_FORMS:
+            raise ValueError(f"resource_form must be one of {list(RESOURCE_FORMS)}, got {resource_form!r}")
+        if resource_weight < 0:
+            raise ValueError(f"resource_weight must be >= 0, got {resource_weight!r}")
+        if resource_target is not None:
+            check_positive(resource_target=resource_target)
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+        super().__init__(space, **kwargs)
+        self.save_hyperparameters(ignore=["space", "latency_table"])
+        self.latency_table = latency_table
+        self.cost_model: CostModel | None = None
+
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        hp = self.hparams
+        return [torch.optim.Adam(self.arch.parameters(), lr=hp.arch_learning_rate, betas=tuple(hp.arch_betas),
+                                 weight_decay=hp.arch_weight_decay)]
+
+    def on_fit_start(self) -> None:
+        if self.hparams.resource_weight > 0 and self.cost_model is None:
+            example = torch.zeros(1, *self.hparams.example_input_shape, device=self.device)
+            self.cost_model = CostModel(self.supernet, self.arch, example, self.latency_table)
+
+    def resource_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` with the resource term of the configured form."""
+        if self.cost_model is None:
+            return loss
+        expected = self.cost_model.expected()
+        target = self.hparams.resource_target or max(self.cost_model.cost(self.cost_model.reference), 1.0)
+        self.log("arch/expected_cost", expected.detach())
+        if self.hparams.resource_form == "mul#log":
+            ratio = torch.log(expected.clamp_min(1.0)) / math.log(max(target, 2.0))
+            return loss * ratio ** self.hparams.resource_weight
+        return loss + self.hparams.resource_weight * expected / target
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        (x_train, y_train), (x_val, y_val) = split_batch(batch)
+        state = self.arch
+        state.arch_gradients = False
+        state.sample_binary_gates(paths=1, generator=self.generator)
+        self.weight_step(x_train, y_train)
+        if self.current_epoch >= self.hparams.warmup_epochs:
+            arch_optimizer = self.optimizers()[1]
+            arch_optimizer.zero_grad()
+            state.sample_binary_gates(paths=2, generator=self.generator)
+            state.arch_gradients = True
+            loss, _ = self.criterion(x_val, y_val)
+            loss = self.resource_loss(loss)
+            self.manual_backward(loss)
+            state.arch_gradients = False
+            arch_optimizer.step()
+            self.log("arch/loss", loss.detach())
+        for p in self.supernet.parameters():
+            p.grad = None
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        saved = dict(self.arch.arch)
+        self.arch.set_arch(self.export())
+        try:
+            return self(x)
+        finally:
+            self.arch.set_arch(saved)

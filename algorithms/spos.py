@@ -1,0 +1,226 @@
+"""SPOS: single path one-shot (Guo et al., 2020): uniform path sampling, then evolution."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Any
+
+import torch
+from torch import nn
+
+import supernet
+from algorithms.base import OneShotAlgorithm, check_positive, search_batches, split_batch
+from algorithms.cost import count_flops
+
+__all__ = ["SposModule"]
+
+
+class SposModule(OneShotAlgorithm):
+    """Train the supernet on uniformly sampled paths (only those within the FLOPs / params
+    range, if given), then search it by evolution under the same budget.
+
+    Each candidate is scored after recalibrating BatchNorm statistics on
+    ``bn_calibration_batches`` training batches, by accuracy on ``eval_batches`` batches of
+    the held-out half. Paper defaults: population 50, 20 generations, top-k 10, half of
+    each generation by mutation (probability 0.1 per decision), half by crossover.
+    Export: the best; ``topk`` holds (arch, FLOPs, params, accuracy) of the best k.
+    """
+
+    family = "path_sampling"
+
+    def __init__(self, space: nn.Module, *, max_flops: float | None = None, min_flops: float | None = None,
+                 max_params: float | None = None, population: int = 50, generations: int = 20, topk: int = 10,
+                 mutation_prob: float = 0.1, crossover_fraction: float = 0.5, bn_calibration_batches: int = 20,
+                 eval_batches: int = 10, example_input_shape: tuple[int, ...] = (3, 32, 32),
+                 max_sampling_tries: int = 1000, **kwargs: Any) -> None:
+        check_positive(population=population, generations=generations, topk=topk,
+                       bn_calibration_batches=bn_calibration_batches, eval_batches=eval_batches)
+        for name, value in [("max_flops", max_flops), ("min_flops", min_flops), ("max_params", max_params)]:
+            if value is not None:
+                check_positive(**{name: value})
+        if not 0 <= mutation_prob <= 1 or not 0 <= crossover_fraction <= 1:
+            raise ValueError(f"mutation_prob and crossover_fraction must be in [0, 1], got {mutation_prob!r} "
+                             f"and {crossover_fraction!r}")
+        if topk > population:
+            raise ValueError(f"topk ({topk}) cannot exceed population ({population})")
+        super().__init__(space, **kwargs)
+        self.save_hyperparameters(ignore=["space"])
+        self.topk: list[dict[str, Any]] = []
+        self.history: list[dict[str, float]] = []  # best / mean top-k accuracy per generation
+        self.best_arch: dict[str, Any] | None = None
+        self._cost_cache: dict[str, tuple[int, int]] = {}
+
+    # -- budget -----------------------------------------------------------------------------------------
+    def cost(self, arch: dict[str, Any]) -> tuple[int, int]:
+        """(FLOPs, parameters) of ``arch`` as a frozen network."""
+        key = json.dumps(arch, sort_keys=True, default=str)
+        if key not in self._cost_cache:
+            net = supernet.freeze(self.supernet, arch)
+            example = torch.zeros(1, *self.hparams.example_input_shape)
+            self._cost_cache[key] = (count_flops(net, example), sum(p.numel() for p in net.parameters()))
+        return self._cost_cache[key]
+
+    def _budgeted(self) -> bool:
+        hp = self.hparams
+        return any(v is not None for v in (hp.max_flops, hp.min_flops, hp.max_params))
+
+    def within_budget(self, arch: dict[str, Any]) -> bool:
+        if not self._budgeted():
+            return True
+        hp = self.hparams
+        flops, params = self.cost(arch)
+        return ((hp.max_flops is None or flops <= hp.max_flops) and (hp.min_flops is None or flops >= hp.min_flops)
+                and (hp.max_params is None or params <= hp.max_params))
+
+    def sample_within_budget(self) -> dict[str, Any]:
+        for _ in range(self.hparams.max_sampling_tries):
+            arch = self.sample_uniform()
+            if self.within_budget(arch):
+                return arch
+        raise RuntimeError(f"no architecture within the budget (max_flops={self.hparams.max_flops}, "
+                           f"min_flops={self.hparams.min_flops}, max_params={self.hparams.max_params}) in "
+                           f"{self.hparams.max_sampling_tries} uniform samples")
+
+    def on_fit_start(self) -> None:
+        if self._budgeted():
+            self._check_budget_reachable()
+
+    def _check_budget_reachable(self) -> None:
+        """Fail early, naming the budget, when not even the cheapest architecture meets it."""
+        from algorithms.cost import CostModel
+
+        hp = self.hparams
+        example = torch.zeros(1, *hp.example_input_shape, device=self.device)
+        cheapest = {**self.arch.space.default_arch(), **CostModel(self.supernet, self.arch, example).cheapest()}
+        flops, params = self.cost(cheapest)
+        if hp.max_flops is not None and flops > hp.max_flops:
+            raise ValueError(f"max_flops={hp.max_flops:g} is below the cheapest architecture of the space "
+                             f"({flops:,} FLOPs on input {tuple(hp.example_input_shape)})")
+        if hp.max_params is not None and params > hp.max_params:
+            raise ValueError(f"max_params={hp.max_params:g} is below the smallest architecture of the space "
+                             f"({params:,} parameters)")
+
+    # -- supernet training ------------------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        (x, y), _ = split_batch(batch) if not isinstance(batch, (list, tuple)) else (batch[:2], None)
+        self.arch.set_arch(self.sample_within_budget())
+        self.weight_step(x, y)
+
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+    # -- evolution --------------------------------------------------------------------------------------
+    def on_train_end(self) -> None:
+        loader = self.trainer.train_dataloader
+        if loader is not None:
+            self.search(loader)
+
+    def _batches(self, loader: Any, part: str, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [pair[0] if part == "train" else pair[1] for pair in search_batches(loader, self.device, count)]
+
+    @torch.no_grad()
+    def score(self, arch: dict[str, Any], calibration: list, evaluation: list) -> float:
+        """Accuracy of ``arch`` on ``evaluation`` after recalibrating BatchNorm on ``calibration``."""
+        self.arch.set_arch(arch)
+        norms = [m for m in self.supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        self.supernet.train()
+        for x, _ in calibration:
+            self.supernet(x)
+        self.supernet.eval()
+        correct = total = 0
+        for x, y in evaluation:
+            out = self.supernet(x)
+            out = out[0] if isinstance(out, tuple) else out
+            correct += int((out.argmax(-1) == y).sum())
+            total += y.numel()
+        return correct / max(total, 1)
+
+    def search(self, loader: Any) -> dict[str, Any]:
+        """Evolutionary search on the trained supernet; returns the best architecture."""
+        hp = self.hparams
+        rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+        calibration = self._batches(loader, "train", hp.bn_calibration_batches)
+        evaluation = self._batches(loader, "val", hp.eval_batches)
+        space = self.arch.space
+        saved_momentum = {m: m.momentum for m in self.supernet.modules()
+                          if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        scored: dict[str, dict[str, Any]] = {}
+
+        def evaluate(arch: dict[str, Any]) -> None:
+            key = json.dumps(arch, sort_keys=True, default=str)
+            if key not in scored:
+                flops, params = self.cost(arch)
+                scored[key] = {"arch": arch, "flops": flops, "params": params,
+                               "accuracy": self.score(arch, calibration, evaluation)}
+
+        population = [self.sample_within_budget() for _ in range(hp.population)]
+        progress = _progress(hp.generations, "SPOS evolution", self.trainer)
+        for generation in range(hp.generations):
+            for arch in population:
+                evaluate(arch)
+            ranked = sorted(scored.values(), key=lambda r: -r["accuracy"])
+            parents = [r["arch"] for r in ranked[: hp.topk]]
+            self.history.append({"generation": generation, "best_accuracy": ranked[0]["accuracy"],
+                                 "mean_accuracy": sum(r["accuracy"] for r in ranked[: hp.topk]) / len(parents)})
+            for logger in self.loggers:  # self.log is not allowed once training has ended
+                logger.log_metrics({f"search/{k}": v for k, v in self.history[-1].items()}, step=generation)
+            n_cross = int(hp.population * hp.crossover_fraction)
+            children = []
+            for i in range(hp.population):
+                for _ in range(hp.max_sampling_tries):
+                    if i < n_cross and len(parents) > 1:
+                        a, b = rng.sample(parents, 2)
+                        child = {k: (a if rng.random() < 0.5 else b)[k] for k in a}
+                    else:
+                        parent = rng.choice(parents)
+                        child = {k: (supernet.sample(space, seed=rng.randrange(2**31))[k]
+                                     if rng.random() < hp.mutation_prob else v) for k, v in parent.items()}
+                    try:
+                        child = space.validate(child)
+                    except ValueError:
+                        continue
+                    if self.within_budget(child):
+                        children.append(child)
+                        break
+            population = children or population
+            progress.update(1)
+        progress.close()
+        for arch in population:
+            evaluate(arch)
+        for m, momentum in saved_momentum.items():
+            m.momentum = momentum
+        ranked = sorted(scored.values(), key=lambda r: -r["accuracy"])
+        self.topk = ranked[: hp.topk]
+        self.best_arch = self.topk[0]["arch"]
+        self.arch.set_arch(self.best_arch)
+        return self.best_arch
+
+    def export(self) -> dict[str, Any]:
+        return dict(self.best_arch) if self.best_arch is not None else super().export()
+
+    def save_topk(self, path: str | os.PathLike) -> None:
+        """Write the top-k table (arch, FLOPs, params, accuracy) as JSON."""
+        with open(path, "w") as f:
+            json.dump(self.topk, f, indent=2, default=str)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, description: str, trainer: Any) -> Any:
+    enabled = trainer is not None and getattr(trainer, "progress_bar_callback", None) is not None
+    if not enabled:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, leave=False)

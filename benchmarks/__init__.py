@@ -1,0 +1,1 @@
+"""Benchmarks of the one-shot engine (run: ``python -m benchmarks.oneshot``)."""

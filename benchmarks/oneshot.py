@@ -1,0 +1,203 @@
+"""Step time and peak memory of one-shot supernets against plain baselines.
+
+    python -m benchmarks.oneshot                      # every case, CPU, writes docs/benchmarks.md
+    python -m benchmarks.oneshot --cases darts --steps 10
+    python -m benchmarks.oneshot --device cuda        # on a GPU machine
+
+Each (case, variant) runs in its own process. A step is forward + backward + an SGD step
+on the weights, on one fixed architecture (the same for a supernet and its fixed subnet).
+Time is the median over the timed steps. Peak memory is the rise of the process's peak
+resident memory (CPU, reset through /proc/self/clear_refs before the steps) or of
+``torch.cuda.max_memory_allocated`` (GPU) over what was resident before the first step.
+
+Variants: ``fixed`` (the frozen subnet of the architecture), ``path_sampling``,
+``differentiable``, ``binary_gate`` (an architecture step: two sampled paths per label,
+binary-gate gradients on), and for DARTS cells ``handwritten`` (benchmarks/darts_reference.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+CASES: dict[str, dict[str, Any]] = {
+    "darts": {"title": "DARTS cells (C=16, 8 cells, 32x32)", "batch": 32,
+              "variants": ["fixed", "path_sampling", "binary_gate", "differentiable", "handwritten"]},
+    "mobilenetv3": {"title": "MobileNetV3Space (32x32, 10 classes)", "batch": 32,
+                    "variants": ["fixed", "path_sampling", "binary_gate", "differentiable"]},
+    "shufflenet": {"title": "ShuffleNetSpace (32x32, 10 classes)", "batch": 32,
+                   "variants": ["fixed", "path_sampling", "binary_gate", "differentiable"]},
+    "autoformer": {"title": "AutoformerSpace tiny (32x32, patch 4, 10 classes)", "batch": 16,
+                   "variants": ["fixed", "path_sampling", "binary_gate", "differentiable"]},
+}
+
+
+def build_space(case: str) -> torch.nn.Module:
+    import hub
+
+    if case == "darts":
+        return hub.DARTS(width=16, num_cells=8, dataset="cifar", num_labels=10)
+    if case == "mobilenetv3":
+        return hub.MobileNetV3Space(num_labels=10)
+    if case == "shufflenet":
+        return hub.ShuffleNetSpace(num_labels=10)
+    if case == "autoformer":
+        return hub.AutoformerSpace(**{**hub.AutoformerSpace.preset_arguments("tiny"), "img_size": 32,
+                                      "patch_size": 4, "num_classes": 10})
+    raise ValueError(f"unknown case {case!r}; cases: {list(CASES)}")
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def run_one(case: str, variant: str, steps: int, warmup: int, device: str) -> dict[str, float]:
+    import supernet
+    from supernet.oneshot import convert
+
+    torch.manual_seed(0)
+    batch = CASES[case]["batch"]
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    prepare: Callable[[], None] = lambda: None
+    if variant == "handwritten":
+        from benchmarks.darts_reference import DartsSearchNetwork
+
+        net = DartsSearchNetwork(16, 10, 8)
+        weights = [p for n, p in net.named_parameters() if not n.startswith("alphas")]
+    else:
+        space = build_space(case)
+        arch = supernet.sample(space, seed=0)
+        if variant == "fixed":
+            net = supernet.freeze(space, arch)
+        else:
+            net, state = convert(space, variant)
+            state.set_arch(arch)
+            if variant == "binary_gate":
+                state.arch_gradients = True
+                generator = torch.Generator().manual_seed(0)
+
+                def prepare() -> None:
+                    state.sample_binary_gates(generator=generator)
+        weights = list(net.parameters())
+    net = net.to(device).train()
+    optimizer = torch.optim.SGD(weights, lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        prepare()
+        optimizer.zero_grad(set_to_none=True)
+        out = net(x)
+        out = out[0] if isinstance(out, tuple) else out
+        torch.nn.functional.cross_entropy(out, y).backward()
+        optimizer.step()
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        _reset_peak()
+        before = _rss_kb("VmRSS") * 1024
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else _rss_kb("VmHWM") * 1024
+    return {"ms": 1000 * statistics.median(times), "peak_mb": (peak - before) / 2**20,
+            "params": sum(p.numel() for p in weights)}
+
+
+def _run_subprocess(case: str, variant: str, args: argparse.Namespace) -> dict[str, float] | str:
+    command = [sys.executable, "-m", "benchmarks.oneshot", "--one", f"{case}:{variant}", "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--device", args.device]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["failed"])[-1]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ratio(a: Any, b: Any, key: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict) and b[key] > 0:
+        return f"{a[key] / b[key]:.2f}x"
+    return "n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--out", default=None, help="write a markdown report here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.one:
+        case, variant = args.one.split(":")
+        print(json.dumps(run_one(case, variant, args.steps, args.warmup, args.device)))
+        return 0
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; cases: {', '.join(CASES)}")
+    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+             + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
+             f"Command: python -m benchmarks.oneshot --cases {','.join(cases)} --steps {args.steps} "
+             f"--warmup {args.warmup} --device {args.device}", ""]
+    for case in cases:
+        results = {}
+        for variant in CASES[case]["variants"]:
+            print(f"[bench] {case} / {variant} ...", file=sys.stderr, flush=True)
+            results[variant] = _run_subprocess(case, variant, args)
+        lines += [f"### {CASES[case]['title']}, batch {CASES[case]['batch']}", "",
+                  "| variant | step (ms, median) | peak memory (MiB) | weights | time vs baseline "
+                  "| memory vs baseline |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for variant, r in results.items():
+            baseline = {"path_sampling": "fixed", "binary_gate": "path_sampling", "differentiable": "handwritten"}.get(
+                variant)
+            base = results.get(baseline) if baseline else None
+            if isinstance(r, dict):
+                lines.append(f"| {variant} | {r['ms']:.1f} | {r['peak_mb']:.1f} | {r['params']:,} | "
+                             f"{_ratio(r, base, 'ms') if base else ''}{f' ({baseline})' if base else ''} | "
+                             f"{_ratio(r, base, 'peak_mb') if base else ''} |")
+            else:
+                lines.append(f"| {variant} | failed: {r} | | | | |")
+        lines.append("")
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("# One-shot engine benchmark\n\n" + __doc__.split("\n\n", 1)[1].split("Variants:")[0]
+                    + "\n" + report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

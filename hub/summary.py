@@ -1,0 +1,62 @@
+"""The hub table: every space's decisions, size and parameters, and the published networks.
+
+    python -m hub.summary > docs/hub.md
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from torch import nn
+
+import supernet
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def space_rows() -> list[tuple[str, int, int, int, float]]:
+    """(space, decisions, architectures, parameters of the space at its defaults, build seconds)."""
+    import hub
+
+    rows = []
+    for name in ["NASNet", "ENAS", "AmoebaNet", "PNAS", "DARTS", "ProxylessNAS", "MobileNetV3Space",
+                 "ShuffleNetSpace", "AutoformerSpace", "NasBench201", "NasBench101"]:
+        start = time.perf_counter()
+        space = getattr(hub, name)()
+        seconds = time.perf_counter() - start
+        ss = supernet.search_space(space)
+        rows.append((name, len(ss), ss.size, _params(space), seconds))
+    return rows
+
+
+def searched_rows() -> list[tuple[str, str, int]]:
+    """(published network, its space, parameters)."""
+    import hub
+    from hub.searched import _REGISTRY
+
+    return [(name, _REGISTRY[name].space.__name__, _params(hub.load_searched_model(name)))
+            for name in hub.list_searched_models()]
+
+
+def main() -> int:
+    lines = ["# Hub", "", "Spaces at their default arguments (`python -m hub.summary`). *Parameters* are those of",
+             "the space as built (every choice at its default); a supernet holds more (all candidates,",
+             "largest widths).", "",
+             "| space | decisions | architectures | parameters (defaults) | build time (s) |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, decisions, size, params, seconds in space_rows():
+        size_text = f"{size:,}" if size < 10**15 else f"{size:.3e} ({size})"
+        lines.append(f"| {name} | {decisions} | {size_text} | {params:,} | {seconds:.2f} |")
+    lines += ["", "Published architectures (`hub.load_searched_model(name)`):", "",
+              "| name | space | parameters |", "| --- | --- | ---: |"]
+    for name, space, params in searched_rows():
+        lines.append(f"| {name} | {space} | {params:,} |")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
