@@ -171,12 +171,15 @@ class OneShotAlgorithm(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sampler_generator"] = self.generator.get_state()
         checkpoint["sampled_arch"] = dict(self.arch.arch)
+        checkpoint["torch_rng"] = torch.get_rng_state()  # dropout and the like
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "sampler_generator" in checkpoint:
             self.generator.set_state(checkpoint["sampler_generator"])
         if "sampled_arch" in checkpoint:
             self.arch.set_arch(checkpoint["sampled_arch"])
+        if "torch_rng" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng"])
 
     def sample_uniform(self) -> dict[str, Any]:
         """A uniformly random architecture drawn from the shared generator (same on every rank)."""

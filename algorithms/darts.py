@@ -61,7 +61,7 @@ class DartsModule(OneShotAlgorithm):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x_train, y_train), (x_val, y_val) = split_batch(batch)
-        self.arch.resample_noise()
+        self.arch.resample_noise(self.generator)
         if self.current_epoch >= self.hparams.warmup_epochs:
             arch_optimizer = self.optimizers()[1]
             arch_optimizer.zero_grad()

@@ -104,3 +104,62 @@ def test_bad_input_names_the_value(cls):
         cls(ValueChoiceSpace(), learning_rate=-0.1)
     with pytest.raises(TypeError, match="unexpected keyword argument 'learnig_rate'"):
         cls(ValueChoiceSpace(), learnig_rate=0.1)
+
+
+def _state_of(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("variant", ["darts", "darts_gumbel", "enas", "proxyless", "spos"])
+def test_resuming_from_a_checkpoint_gives_the_same_search_as_an_uninterrupted_run(variant, tmp_path):
+    cls = ALGORITHMS[variant.split("_")[0]]
+    search, val, _ = _data()
+
+    def trainer(epochs: int) -> pl.Trainer:
+        return pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, accelerator="cpu", deterministic=True)
+
+    torch.manual_seed(0)
+    straight = cls(CellSpace(), **SMALL[variant])
+    trainer(2).fit(straight, train_dataloaders=search, val_dataloaders=val)
+
+    class StopAfterFirstEpoch(pl.Callback):  # the run is killed after its first epoch
+        def on_train_epoch_end(self, trainer, module):
+            trainer.should_stop = True
+
+    torch.manual_seed(0)
+    first = cls(CellSpace(), **SMALL[variant])
+    interrupted = pl.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             accelerator="cpu", deterministic=True, callbacks=[
+                                 pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True), StopAfterFirstEpoch()])
+    interrupted.fit(first, train_dataloaders=search, val_dataloaders=val)
+    assert interrupted.current_epoch == 1
+    torch.manual_seed(123)  # a fresh process would start from another state
+    resumed = cls(CellSpace(), **SMALL[variant])
+    trainer(2).fit(resumed, train_dataloaders=search, val_dataloaders=val, ckpt_path=tmp_path / "last.ckpt")
+
+    expected, got = _state_of(straight), _state_of(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], msg=f"{key} differs after resuming")
+    assert resumed.export() == straight.export()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["darts", "enas", "proxyless", "spos"])
+def test_ddp_ranks_agree_on_architecture_parameters_and_export(variant, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "scripts", "ddp_search.py")
+    env = {**os.environ, "MASTER_PORT": str(29500 + (os.getpid() % 1000)), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, script, variant, str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["arch"] == ranks[1]["arch"]
+    assert ranks[0]["sampled"] == ranks[1]["sampled"]
+    for key in ranks[0]["alpha"]:
+        assert ranks[0]["alpha"][key] == pytest.approx(ranks[1]["alpha"][key], abs=1e-6)

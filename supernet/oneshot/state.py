@@ -73,12 +73,12 @@ class ArchState(nn.Module):
         return self.arch[label]
 
     # -- differentiable ---------------------------------------------------------------------------
-    def resample_noise(self) -> None:
+    def resample_noise(self, generator: torch.Generator | None = None) -> None:
         """New Gumbel noise for every label (once per step with ``gumbel=True``)."""
         self._noise = {}
         if self.gumbel:
             for key, alpha in self.alpha.items():
-                uniform = torch.rand_like(alpha).clamp_(1e-9, 1 - 1e-9)
+                uniform = torch.rand(alpha.shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
                 self._noise[key] = -torch.log(-torch.log(uniform))
 
     def weights(self, label: str) -> torch.Tensor:
