@@ -100,6 +100,7 @@ class EnasModule(OneShotAlgorithm):
         decisions = list(self.arch.space.choices.values())
         self.controller = EnasController(decisions, controller_hidden, tanh_constant)
         self.register_buffer("baseline", torch.zeros(()))
+        self.register_buffer("baseline_started", torch.zeros((), dtype=torch.bool))
         self.best_arch: dict[str, Any] | None = None
 
     def extra_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -123,6 +124,9 @@ class EnasModule(OneShotAlgorithm):
         self.arch.set_arch(arch)
         with torch.no_grad():
             reward = (self(x_val).argmax(-1) == y_val).float().mean()
+        if not bool(self.baseline_started):  # start from the first reward, not from zero
+            self.baseline.copy_(reward)
+            self.baseline_started.fill_(True)
         self.baseline.mul_(hp.baseline_decay).add_((1 - hp.baseline_decay) * reward)
         loss = -(reward - self.baseline) * log_prob - hp.entropy_weight * entropy + hp.skip_weight * skip
         self.manual_backward(loss)
