@@ -15,6 +15,7 @@ from tests.test_primitives import SPACES, CellSpace, ValueChoiceSpace
 
 CONVERTIBLE = [name for name in SPACES if name not in
                ("nasbench101_cell", "model_parameter_choice", "input_choice_any_subset")]
+PATH_SAMPLING_ONLY = ["nasbench101_cell"]
 
 
 def _supernets(space):
@@ -28,7 +29,8 @@ def _supernets(space):
 
 # binary gates choose single inputs only; the n_chosen=2 space is tested as a conversion error below
 SAMPLING_CASES = [(name, family) for family in ("path_sampling", "binary_gate") for name in CONVERTIBLE
-                  if not (family == "binary_gate" and name == "input_choice_mean")]
+                  if not (family == "binary_gate" and name == "input_choice_mean")] + [
+                      (name, "path_sampling") for name in PATH_SAMPLING_ONLY]
 
 
 @pytest.mark.parametrize(("name", "family"), SAMPLING_CASES)

@@ -17,13 +17,14 @@ from supernet.oneshot.choices import (
     PathSamplingRepeat,
 )
 from supernet.oneshot.entangled import ENTANGLED_UNITS
+from supernet.oneshot.nasbench101 import PathSamplingNasBench101Cell
 from supernet.oneshot.registry import FAMILIES, KEEP, UnsupportedChoice, convert, export_arch, register_mixed_op
 from supernet.oneshot.state import ArchState
 from supernet.primitives.autoactivation import AutoActivation
 from supernet.primitives.cell import Cell
 from supernet.primitives.input_choice import InputChoice
 from supernet.primitives.layer_choice import LayerChoice
-from supernet.primitives.nasbench import NasBench201Cell
+from supernet.primitives.nasbench import NasBench101Cell, NasBench201Cell
 from supernet.primitives.repeat import Repeat
 
 __all__ = ["FAMILIES", "KEEP", "ArchState", "UnsupportedChoice", "convert", "export_arch", "register_mixed_op"]
@@ -40,3 +41,5 @@ for _primitive, _ops in {
 }.items():
     for _family, _op in zip(("path_sampling", "differentiable", "binary_gate"), _ops):
         register_mixed_op(_primitive, _family, _op)
+# a NAS-Bench-101 cell's channels follow its graph: only path sampling has a mixed op so far
+register_mixed_op(NasBench101Cell, "path_sampling", PathSamplingNasBench101Cell)

@@ -90,12 +90,24 @@ class BasicUnit(Mutable):
         return f"{super().extra_repr()}, choices: {choices}" if choices else super().extra_repr()
 
 
-def copy_overlapping(source: nn.Module, target: nn.Module) -> None:
-    """Copy each tensor of ``source`` into ``target``'s tensor of the same name, over the overlap.
+def slice_to(source: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """The part of ``source`` that a tensor of ``shape`` (no larger in any dimension) inherits.
 
     Leading dimensions keep their first entries; for tensors of 3+ dimensions (convolution
     kernels) the spatial dimensions keep the centre, so a 3x3 kernel is the centre of a 5x5.
     """
+    index = []
+    for d, (s, t) in enumerate(zip(source.shape, shape)):
+        if t > s:
+            raise ValueError(f"cannot take a {tuple(shape)} slice of a {tuple(source.shape)} tensor")
+        start = (s - t) // 2 if source.dim() >= 3 and d >= 2 else 0
+        index.append(slice(start, start + t))
+    return source[tuple(index)]
+
+
+def copy_overlapping(source: nn.Module, target: nn.Module) -> None:
+    """Copy each tensor of ``source`` into ``target``'s tensor of the same name, over the overlap
+    (as :func:`slice_to` takes it; a target larger than the source keeps the rest of its values)."""
     source_state = source.state_dict()
     with torch.no_grad():
         for name, dst in target.state_dict(keep_vars=True).items():
@@ -106,18 +118,8 @@ def copy_overlapping(source: nn.Module, target: nn.Module) -> None:
                 dst.materialize(src.shape)
             if src.dim() != dst.dim():
                 continue
-            if src.shape == dst.shape:
-                dst.copy_(src)
-                continue
-            src_index, dst_index = [], []
-            for d, (s, t) in enumerate(zip(src.shape, dst.shape)):
-                n = min(s, t)
-                centred = src.dim() >= 3 and d >= 2
-                src_start = (s - n) // 2 if centred else 0
-                dst_start = (t - n) // 2 if centred else 0
-                src_index.append(slice(src_start, src_start + n))
-                dst_index.append(slice(dst_start, dst_start + n))
-            dst[tuple(dst_index)].copy_(src[tuple(src_index)])
+            common = tuple(min(a, b) for a, b in zip(src.shape, dst.shape))
+            slice_to(dst, common).copy_(slice_to(src, common))
 
 
 def basic_unit(cls: type[nn.Module]) -> type[nn.Module]:

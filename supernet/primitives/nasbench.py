@@ -139,17 +139,9 @@ class FixedNasBench101Cell(nn.Module):
                  node_ops: Mapping[int, str], inputs: Mapping[int, Sequence[int]],
                  op_factories: Mapping[str, Callable[[int], nn.Module]]) -> None:
         super().__init__()
-        alive, _ = prune_graph(num_nodes, inputs)
-        out = num_nodes - 1
         self.num_nodes = num_nodes
-        self.inputs = {n: [i for i in inputs[n] if i in alive] for n in range(1, num_nodes) if n in alive}
-        # hidden nodes feeding the output share its channels; the rest have the channels of their consumer
-        feeding_output = [n for n in self.inputs[out] if n != 0]
-        channels = dict(zip(feeding_output, _output_channels_split(out_features, max(len(feeding_output), 1))))
-        for node in range(out - 1, 0, -1):
-            if node in alive and node not in channels:
-                consumers = [c for c in self.inputs if node in self.inputs[c] and c != out]
-                channels[node] = max((channels[c] for c in consumers), default=out_features)
+        self.inputs, channels = self.plan(num_nodes, inputs, out_features)
+        out = num_nodes - 1
         self.projections = nn.ModuleDict()
         self.ops = nn.ModuleDict()
         for node in sorted(self.inputs):
@@ -161,6 +153,25 @@ class FixedNasBench101Cell(nn.Module):
         if 0 in self.inputs[out]:
             self.projections[str(out)] = projection(in_features, out_features)
         self.channels = channels
+
+    @staticmethod
+    def plan(num_nodes: int, inputs: Mapping[int, Sequence[int]], out_features: int
+             ) -> tuple[dict[int, list[int]], dict[int, int]]:
+        """The pruned inputs of every live node and the channels of every hidden node.
+
+        The nodes feeding the output split its channels; every other hidden node gets the
+        largest width among the nodes it feeds (inputs wider than a node are truncated).
+        """
+        alive, _ = prune_graph(num_nodes, inputs)
+        out = num_nodes - 1
+        live = {n: [i for i in inputs[n] if i in alive] for n in range(1, num_nodes) if n in alive}
+        feeding_output = [n for n in live[out] if n != 0]
+        channels = dict(zip(feeding_output, _output_channels_split(out_features, max(len(feeding_output), 1))))
+        for node in range(out - 1, 0, -1):
+            if node in alive and node not in channels:
+                consumers = [c for c in live if node in live[c] and c != out]
+                channels[node] = max((channels[c] for c in consumers), default=out_features)
+        return live, channels
 
     def forward(self, x: Any) -> Any:
         import torch
