@@ -72,7 +72,7 @@ class BinaryGateRepeat(_Argmax, SwappedMixedOp, Repeat):
 
     def setup(self, state: ArchState) -> None:
         if self.depth_choice is not None:
-            state.add_alpha(self.label, len(self.depth_options))
+            state.add_alpha(self.label, len(state.space.choices[self.label].options))
 
     def forward(self, x: Any) -> Any:
         depth = self._depth_of(self._state.arch)

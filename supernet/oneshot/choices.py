@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from supernet.oneshot.state import ArchState
+from supernet.oneshot.state import ArchState, map_tensors
 from supernet.primitives.input_choice import InputChoice, reduce_inputs
 from supernet.primitives.layer_choice import LayerChoice
 from supernet.primitives.repeat import Repeat
@@ -46,14 +46,16 @@ class SwappedMixedOp:
 
 
 def weighted_sum(weights: torch.Tensor, compute: Any, count: int, exact: bool) -> Any:
-    """``sum_i weights[i] * compute(i)``; with ``exact`` (pinned) weights, zero terms are skipped."""
+    """``sum_i weights[i] * compute(i)`` (tensors, or tuples of them, summed element by element);
+    with ``exact`` (pinned) weights, zero terms are skipped."""
     total = None
     for i in range(count):
         if exact and float(weights[i]) == 0.0:
             continue
         term = compute(i)
-        term = term * weights[i] if not (exact and float(weights[i]) == 1.0) else term
-        total = term if total is None else total + term
+        if not (exact and float(weights[i]) == 1.0):
+            term = map_tensors(lambda t, w=weights[i]: t * w, term)
+        total = term if total is None else map_tensors(torch.add, total, term)
     return total
 
 
@@ -158,7 +160,7 @@ class DifferentiableRepeat(SwappedMixedOp, Repeat):
 
     def setup(self, state: ArchState) -> None:
         if self.depth_choice is not None:
-            state.add_alpha(self.label, len(self.depth_options))
+            state.add_alpha(self.label, len(state.space.choices[self.label].options))
 
     def forward(self, x: Any) -> Any:
         if self.depth_choice is None:

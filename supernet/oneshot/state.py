@@ -17,7 +17,14 @@ from torch import nn
 from supernet.primitives.base import Choice
 from supernet.space import SearchSpace
 
-__all__ = ["ArchState"]
+__all__ = ["ArchState", "map_tensors"]
+
+
+def map_tensors(fn: Any, first: Any, *rest: Any) -> Any:
+    """``fn`` applied to tensors, element by element through tuples and lists (blocks may pass tuples)."""
+    if isinstance(first, (tuple, list)):
+        return type(first)(map_tensors(fn, *items) for items in zip(first, *rest))
+    return fn(first, *rest)
 
 
 def _key(label: str) -> str:
@@ -151,11 +158,11 @@ class ArchState(nn.Module):
         output = active_output
         for p, value in zip(probs, paths):
             if value == active:
-                other = active_output.detach()
+                other = map_tensors(torch.Tensor.detach, active_output)
             else:
                 with torch.no_grad():
                     other = compute(value)
-            output = output + (p - p.detach()) * other
+            output = map_tensors(lambda out, o, p=p: out + (p - p.detach()) * o, output, other)
         return output
 
     # -- export -----------------------------------------------------------------------------------
