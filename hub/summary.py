@@ -42,9 +42,9 @@ def searched_rows() -> list[tuple[str, str, int]]:
 
 
 def main() -> int:
-    lines = ["# Hub", "", "Spaces at their default arguments (`python -m hub.summary`). *Parameters* are those of",
-             "the space as built (every choice at its default); a supernet holds more (all candidates,",
-             "largest widths).", "",
+    lines = ["# Hub", "", "Spaces at their default arguments (`python -m hub.summary`). *Parameters* are those of the",
+             "space module as built (all LayerChoice candidates, value choices at their defaults); a",
+             "supernet holds the largest widths.", "",
              "| space | decisions | architectures | parameters (defaults) | build time (s) |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for name, decisions, size, params, seconds in space_rows():

@@ -31,7 +31,7 @@ def freeze(model: nn.Module, arch: Mapping[str, Any], inherit_weights: bool = Fa
     if init_arguments(model) is not None:
         fixed = rebuild(model, arch)
         if inherit_weights:
-            donor = freeze_in_place(copy.deepcopy(model), arch)
+            donor = freeze_in_place(_copy_structure(model), arch)
             _inherit(fixed, donor)
     else:
         fixed = freeze_in_place(copy.deepcopy(model), arch)
@@ -39,6 +39,16 @@ def freeze(model: nn.Module, arch: Mapping[str, Any], inherit_weights: bool = Fa
             _reset_parameters(fixed)
     fixed.train(model.training)
     return fixed
+
+
+def _copy_structure(model: nn.Module) -> nn.Module:
+    """A copy of the module tree that shares the tensors (enough to read the frozen weights from)."""
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    for module in model.modules():  # the architecture state of a supernet is read, not changed
+        state = module.__dict__.get("_state")
+        if state is not None:
+            memo[id(state)] = state
+    return copy.deepcopy(model, memo)
 
 
 def rebuild(model: nn.Module, arch: Mapping[str, Any]) -> nn.Module:

@@ -73,8 +73,9 @@ class SearchSpace:
         total = 1
         for module in self.constrained:
             count = module.count()
-            if count is not None:
-                grouped.update(c.label for c in module.decisions())
+            labels = {c.label for c in module.decisions()}
+            if count is not None and not labels <= grouped:  # modules sharing labels are one decision
+                grouped.update(labels)
                 total *= count
         labels = [label for label in self.choices if label not in grouped]
         conditioning = {c.label for label in labels for occ in self.occurrences[label] for c in occ.conditions}

@@ -44,6 +44,10 @@ class _EdgeCell(SwappedMixedOp, Cell):
     def decisions(self) -> list[Choice]:
         return self._decisions
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if not k.endswith("_cache")}
+
     def _edge_op(self, name: str, node: int, input_index: int) -> nn.Module:
         return self.op_factory(name, node, 0, input_index)
 

@@ -153,7 +153,6 @@ class EntangledUnit(_MixedUnit):
         args, kwargs = unit.call_arguments(largest)
         cls.base_class.__init__(mixed, *args, **kwargs)
         object.__setattr__(mixed, "init_arguments", unit.init_arguments)
-        mixed._signature = unit._signature
         object.__setattr__(mixed, "_state", state)
         mixed.train(unit.training)
         mixed.add_alphas(state)
@@ -348,7 +347,6 @@ class ComboUnit(_MixedUnit, nn.Module):
         nn.Module.__init__(mixed)
         object.__setattr__(mixed, "init_arguments", unit.init_arguments)
         object.__setattr__(mixed, "base_class", unit.base_class)
-        mixed._signature = unit._signature
         object.__setattr__(mixed, "_state", state)
         options = [state.space.choices[leaf.label].options for leaf in mixed.leaves()]
         mixed.combinations = nn.ModuleList()

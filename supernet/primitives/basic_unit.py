@@ -8,6 +8,7 @@ chosen values (carrying over the overlapping slice of the weights).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -61,7 +62,14 @@ class BasicUnit(Mutable):
         defaults = default_nested((args, kwargs))
         self.base_class.__init__(self, *defaults[0], **defaults[1])
         object.__setattr__(self, "init_arguments", arguments)
-        self._signature = signature
+
+    @property
+    def _signature(self) -> inspect.Signature:
+        return _signature_of(self.base_class)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        return {k: v for k, v in state.items() if not k.endswith("_cache")}  # caches are rebuilt on demand
 
     def evaluated_arguments(self, values: Mapping[str, Any]) -> tuple[tuple, dict]:
         """Positional and keyword arguments for the base class under ``values``."""
@@ -88,6 +96,11 @@ class BasicUnit(Mutable):
     def extra_repr(self) -> str:
         choices = ", ".join(f"{k}={v!r}" for k, v in self.init_arguments.items() if contains_choice(v))
         return f"{super().extra_repr()}, choices: {choices}" if choices else super().extra_repr()
+
+
+@functools.cache
+def _signature_of(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.__init__)
 
 
 def slice_to(source: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:

@@ -1,0 +1,163 @@
+"""AutoformerSpace: the vision-transformer space of AutoFormer (Chen et al., 2021).
+
+Searchable: the embedding size (one for the whole network), the depth, and per layer the
+number of heads and the MLP ratio. Written with ValueChoices inside basic units (patch
+embedding, Linear, LayerNorm), so one-shot algorithms entangle the weights: attention
+projects to ``heads x 64`` channels and works out the number of heads from the tensor
+shapes, which makes the same code run in the space, a sliced supernet and a frozen net.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+import supernet.nn as nn
+from hub.searched import SearchedModelsMixin
+from supernet.nn import ValueChoice
+
+__all__ = ["AutoformerSpace"]
+
+HEAD_DIM = 64
+PRESETS = {
+    "tiny": {"search_embed_dim": (192, 216, 240), "search_mlp_ratio": (3.5, 4.0), "search_num_heads": (3, 4),
+             "search_depth": (12, 13, 14)},
+    "small": {"search_embed_dim": (320, 384, 448), "search_mlp_ratio": (3.0, 3.5, 4.0),
+              "search_num_heads": (5, 6, 7), "search_depth": (12, 13, 14)},
+    "base": {"search_embed_dim": (528, 576, 624), "search_mlp_ratio": (3.0, 3.5, 4.0),
+             "search_num_heads": (8, 9, 10), "search_depth": (14, 15, 16)},
+}
+
+
+def _choice(values: tuple[Any, ...], label: str) -> Any:
+    values = tuple(dict.fromkeys(values))
+    return values[0] if len(values) == 1 else ValueChoice(list(values), label=label)
+
+
+@nn.basic_unit
+class Tokens(torch.nn.Module):
+    """The class token and the absolute position embedding (one basic unit, so ``embed_dim`` may be a choice)."""
+
+    def __init__(self, embed_dim: int, num_patches: int, abs_pos: bool = True) -> None:
+        super().__init__()
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = torch.nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim)) if abs_pos else None
+        torch.nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.pos_embed is not None:
+            torch.nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[..., : self.cls_token.shape[-1]]  # a mixing supernet may pass wider, zero-padded embeddings
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return x + self.pos_embed if self.pos_embed is not None else x
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with 64-dimensional heads."""
+
+    def __init__(self, embed_dim: Any, num_heads: Any, qkv_bias: bool, qk_scale: float | None, attn_drop: float,
+                 proj_drop: float) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(embed_dim, num_heads * HEAD_DIM * 3, bias=qkv_bias)
+        self.proj = nn.Linear(num_heads * HEAD_DIM, embed_dim)
+        self.scale = qk_scale or HEAD_DIM ** -0.5
+        self.attn_drop, self.proj_drop = nn.Dropout(attn_drop), nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x)
+        heads = qkv.shape[-1] // (3 * HEAD_DIM)
+        q, k, v = qkv.reshape(b, n, 3, heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        attn = self.attn_drop((q @ k.transpose(-2, -1) * self.scale).softmax(-1))
+        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b, n, heads * HEAD_DIM)))
+
+
+class DropPath(nn.Module):
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        mask = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
+        return x * mask / (1 - self.p)
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, embed_dim: Any, num_heads: Any, mlp_ratio: Any, qkv_bias: bool, qk_scale: float | None,
+                 drop_rate: float, attn_drop_rate: float, drop_path: float, pre_norm: bool) -> None:
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.attn = Attention(embed_dim, num_heads, qkv_bias, qk_scale, attn_drop_rate, drop_rate)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        hidden = ValueChoice.to_int(embed_dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Dropout(drop_rate),
+                                 nn.Linear(hidden, embed_dim), nn.Dropout(drop_rate))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.norm1(x + self.drop_path(self.attn(x)))
+        return self.norm2(x + self.drop_path(self.mlp(x)))
+
+
+class AutoformerSpace(nn.Module, SearchedModelsMixin):
+    """AutoFormer's space (arguments as in the reference API; the tiny preset by default).
+
+    ``AutoformerSpace.preset_arguments("tiny" | "small" | "base")`` gives a preset's search
+    dimensions. Labels: ``embed_dim``, ``depth``, ``layer{i}/num_heads``, ``layer{i}/mlp_ratio``.
+    At 32x32 use ``img_size=32, patch_size=4`` (64 patches). Relative position encoding
+    (``rpe=True``) is not available yet and raises an error.
+    """
+
+    def __init__(self, search_embed_dim: tuple[int, ...] = (192, 216, 240),
+                 search_mlp_ratio: tuple[float, ...] = (3.5, 4.0), search_num_heads: tuple[int, ...] = (3, 4),
+                 search_depth: tuple[int, ...] = (12, 13, 14),
+                 img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
+                 qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.1, pre_norm: bool = True, global_pool: bool = False, abs_pos: bool = True,
+                 qk_scale: float | None = None, rpe: bool = False) -> None:
+        super().__init__()
+        if rpe:
+            raise ValueError("rpe=True (relative position encoding) is not supported yet; use rpe=False")
+        if img_size % patch_size:
+            raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
+        for name, values in (("search_embed_dim", search_embed_dim), ("search_mlp_ratio", search_mlp_ratio),
+                             ("search_num_heads", search_num_heads), ("search_depth", search_depth)):
+            if not values or any(not isinstance(v, (int, float)) or v <= 0 for v in values):
+                raise ValueError(f"{name} must be positive numbers, got {values!r}")
+        embed = _choice(tuple(search_embed_dim), "embed_dim")
+        num_patches = (img_size // patch_size) ** 2
+        self.global_pool, self.pre_norm = global_pool, pre_norm
+        self.patch_embed = nn.Conv2d(in_chans, embed, patch_size, patch_size)
+        self.tokens = Tokens(embed, num_patches, abs_pos)
+        self.pos_drop = nn.Dropout(drop_rate)
+        max_depth = max(search_depth)
+
+        def layer(i: int) -> nn.Module:
+            return TransformerLayer(embed, _choice(tuple(search_num_heads), f"layer{i}/num_heads"),
+                                    _choice(tuple(search_mlp_ratio), f"layer{i}/mlp_ratio"), qkv_bias, qk_scale,
+                                    drop_rate, attn_drop_rate, drop_path_rate * i / max(1, max_depth - 1), pre_norm)
+
+        depth = _choice(tuple(search_depth), "depth")
+        self.layers = nn.Repeat(layer, depth, label="depth" if isinstance(depth, int) else None)
+        self.norm = nn.LayerNorm(embed) if pre_norm else nn.Identity()
+        self.head = nn.Linear(embed, num_classes)
+
+    @staticmethod
+    def preset_arguments(name: str) -> dict[str, tuple]:
+        """The search dimensions of the tiny, small or base preset."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets: {list(PRESETS)}")
+        return dict(PRESETS[name])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = self.layers(self.pos_drop(self.tokens(x)))
+        x = self.norm(x)
+        return self.head(x[:, 1:].mean(1) if self.global_pool else x[:, 0])

@@ -1,0 +1,163 @@
+"""The hub: every space builds, samples, freezes and runs small; published networks are exact."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+import torch
+import torchvision
+
+import hub
+import supernet
+from supernet.oneshot import convert
+from tests.conftest import assert_plain
+
+# every space at a configuration small enough for CPU tests (32x32 images, 10 classes)
+SMALL = {
+    "nasnet": lambda: hub.NASNet(width=4, num_cells=3),
+    "enas": lambda: hub.ENAS(width=4, num_cells=3),
+    "amoebanet": lambda: hub.AmoebaNet(width=(4, 6), num_cells=3),
+    "pnas": lambda: hub.PNAS(width=4, num_cells=3),
+    "darts": lambda: hub.DARTS(width=4, num_cells=3),
+    "proxylessnas": lambda: hub.ProxylessNAS(num_labels=10, width_mult=0.25),
+    "mobilenetv3": lambda: hub.MobileNetV3Space(num_labels=10, width_multipliers=(0.25, 0.5), depth_range=(1, 2),
+                                                squeeze_excite=("optional",) * 6),
+    "shufflenet": lambda: hub.ShuffleNetSpace(num_labels=10, channel_search=True),
+    "autoformer": lambda: hub.AutoformerSpace(search_embed_dim=(32, 48), search_num_heads=(1, 2), search_depth=(2, 3),
+                                              img_size=32, patch_size=8, num_classes=10),
+    "nasbench201": lambda: hub.NasBench201(stem_out_channels=8, num_modules_per_stack=2),
+    "nasbench101": lambda: hub.NasBench101(stem_out_channels=8, num_modules_per_stack=1),
+}
+X = torch.randn(2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_space_runs_and_ten_sampled_architectures_freeze_and_run(name):
+    space = SMALL[name]()
+    assert space(X).shape == (2, 10)
+    for seed in range(10):
+        net = supernet.freeze(space, supernet.sample(space, seed=seed)).eval()
+        assert_plain(net)
+        assert net(X).shape == (2, 10)
+
+
+def _check_inheriting_freeze(space: torch.nn.Module, family: str, count: int) -> None:
+    net, state = convert(copy.deepcopy(space), family)
+    net.eval()
+    for seed in range(count):
+        arch = supernet.sample(space, seed=seed)
+        state.set_arch(arch)
+        frozen = supernet.freeze(net, arch, inherit_weights=True).eval()
+        torch.testing.assert_close(net(X), frozen(X), msg=f"{family} supernet != frozen net on {arch}")
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_path_sampling_supernet_equals_its_weight_inheriting_freeze_on_ten_architectures(name):
+    _check_inheriting_freeze(SMALL[name](), "path_sampling", 10)
+
+
+@pytest.mark.parametrize("name", [n for n in SMALL if n != "nasbench101"])  # NB-101: path sampling only so far
+def test_binary_gate_supernet_equals_its_weight_inheriting_freeze(name):
+    _check_inheriting_freeze(SMALL[name](), "binary_gate", 3)
+
+
+@pytest.mark.slow
+def test_searchable_depth_and_width_of_a_cell_space_keep_the_invariant():
+    _check_inheriting_freeze(hub.PNAS(width=(4, 6), num_cells=(8, 11)), "path_sampling", 10)
+
+
+@pytest.mark.parametrize("name", [n for n in SMALL if n != "nasbench101"])
+def test_differentiable_supernet_with_one_hot_weights_equals_path_sampling(name):
+    space = SMALL[name]()
+    sampling, sampling_state = convert(copy.deepcopy(space), "path_sampling")
+    mixing, mixing_state = convert(copy.deepcopy(space), "differentiable")
+    mixing.load_state_dict(sampling.state_dict())
+    sampling.eval(), mixing.eval()
+    for seed in range(3):
+        arch = supernet.sample(space, seed=seed)
+        sampling_state.set_arch(arch)
+        mixing_state.pin(arch)
+        torch.testing.assert_close(mixing(X), sampling(X))
+
+
+def _params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_darts_v2_has_the_papers_parameter_count():
+    net = hub.load_searched_model("darts-v2")
+    assert _params(net) == 3_349_342
+    assert_plain(net)
+    assert net.eval()(X).shape == (2, 10)
+
+
+def test_darts_v1_parameter_count():
+    # the DARTS repository's DARTS_V1 genotype at C=36, 20 cells, no auxiliary head (the paper rounds to 3.3M
+    # for its first-order result; this is the count of that genotype's network)
+    assert _params(hub.load_searched_model("darts-v1")) == 3_169_414
+
+
+@pytest.mark.parametrize(("name", "reference"), [("mobilenetv3-large-100", torchvision.models.mobilenet_v3_large),
+                                                  ("mobilenetv3-small-100", torchvision.models.mobilenet_v3_small)])
+def test_mobilenetv3_published_networks_equal_torchvisions(name, reference):
+    net, expected = hub.load_searched_model(name), reference()
+    assert _params(net) == _params(expected)
+    assert sorted(tuple(p.shape) for p in net.parameters()) == sorted(tuple(p.shape) for p in expected.parameters())
+    assert_plain(net)
+    # torchvision's weights load into ours when listed in the same order: the same network
+    net.load_state_dict(dict(zip(net.state_dict(), expected.state_dict().values())))
+    net.eval(), expected.eval()
+    x = torch.randn(1, 3, 224, 224)
+    torch.testing.assert_close(net(x), expected(x))
+
+
+def test_space_sizes():
+    assert supernet.search_space(hub.ShuffleNetSpace()).size == 4 ** 20
+    assert supernet.search_space(hub.NasBench201()).size == 5 ** 6
+    # DARTS cells: node i (2 + predecessors) has two slots, each any of 7 ops on any of i inputs
+    per_cell = 1
+    for node in range(2, 6):
+        per_cell *= (7 * node) ** 2
+    assert supernet.search_space(hub.DARTS()).size == per_cell ** 2
+    # ProxylessNAS: five stages of depth 1..4 with 6 candidates per block, one stage of a single block
+    stage = sum(6 ** d for d in range(1, 5))
+    assert supernet.search_space(hub.ProxylessNAS()).size == stage ** 5 * 6
+
+
+def test_every_space_builds_quickly_at_its_defaults(capsys):
+    timings = {}
+    for name in ["NASNet", "ENAS", "AmoebaNet", "PNAS", "DARTS", "ProxylessNAS", "MobileNetV3Space",
+                 "ShuffleNetSpace", "AutoformerSpace", "NasBench201", "NasBench101"]:
+        start = time.perf_counter()
+        getattr(hub, name)()
+        timings[name] = time.perf_counter() - start
+    with capsys.disabled():
+        print("\nbuild time at default arguments (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: hub.NDS(["sep_conv_3x3", "conv_9x9"]), "unknown op 'conv_9x9' in op_candidates; allowed:"),
+    (lambda: hub.DARTS(width=(16, 0)), r"width must be a positive int or a tuple of them, got \(16, 0\)"),
+    (lambda: hub.MobileNetV3Space(width_multipliers=(0.5, -1.0)), "width multipliers must be positive"),
+    (lambda: hub.MobileNetV3Space(activation=("gelu",) * 9), "unknown activation 'gelu'"),
+    (lambda: hub.ProxylessNAS(base_widths=(32, 16)), "base_widths needs 9 values"),
+    (lambda: hub.load_searched_model("darts-v3"), "unknown searched model 'darts-v3'; available: darts-v1"),
+    (lambda: hub.load_searched_model("darts-v2", pretrained=True), "needs weights=<path"),
+])
+def test_bad_input_names_the_value(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_weights_file_of_another_architecture_is_rejected(tmp_path):
+    path = tmp_path / "v1.pt"
+    torch.save(hub.load_searched_model("mobilenetv3-small-100").state_dict(), path)
+    with pytest.raises(ValueError, match="does not match the architecture 'mobilenetv3-large-100'"):
+        hub.load_searched_model("mobilenetv3-large-100", weights=path)
+    good = tmp_path / "large.pt"
+    net = hub.load_searched_model("mobilenetv3-large-100")
+    torch.save(net.state_dict(), good)
+    loaded = hub.load_searched_model("mobilenetv3-large-100", pretrained=True, weights=good)
+    torch.testing.assert_close(loaded.state_dict()["head.3.weight"], net.state_dict()["head.3.weight"])
