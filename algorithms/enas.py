@@ -106,9 +106,16 @@ class EnasModule(OneShotAlgorithm):
     def extra_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.controller.parameters(), lr=self.hparams.controller_learning_rate)]
 
-    def _sample(self, greedy: bool = False) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, torch.Tensor]:
-        arch, log_prob, entropy, skip = self.controller(self.generator, greedy)
-        return self.arch.space.validate(arch), log_prob, entropy, skip
+    def _sample(self, greedy: bool = False, tries: int = 100
+                ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A controller sample that meets the space's constraints (e.g. NAS-Bench-101's), redrawn if not."""
+        for _ in range(tries):
+            arch, log_prob, entropy, skip = self.controller(self.generator, greedy and _ == 0)
+            try:
+                return self.arch.space.validate(arch), log_prob, entropy, skip
+            except ValueError:
+                continue
+        raise RuntimeError(f"the controller drew no architecture meeting the space's constraints in {tries} tries")
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x_train, y_train), (x_val, y_val) = split_batch(batch)

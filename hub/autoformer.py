@@ -48,7 +48,8 @@ class Tokens(torch.nn.Module):
             torch.nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[..., : self.cls_token.shape[-1]]  # a mixing supernet may pass wider, zero-padded embeddings
+        width = self.cls_token.shape[-1]  # a supernet may pass a zero-padded wider or a narrower embedding
+        x = x[..., :width] if x.shape[-1] >= width else torch.nn.functional.pad(x, (0, width - x.shape[-1]))
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return x + self.pos_embed if self.pos_embed is not None else x
 
