@@ -50,6 +50,9 @@ def main() -> int:
     for name, decisions, size, params, seconds in space_rows():
         size_text = f"{size:,}" if size < 10**15 else f"{size:.3e} ({size})"
         lines.append(f"| {name} | {decisions} | {size_text} | {params:,} | {seconds:.2f} |")
+    lines += ["", "Architectures are distinct settings of the decisions that matter (a decision inside an unchosen",
+              "candidate or past the chosen depth counts once). NasBench101 counts labelled cell graphs with at most",
+              "9 edges and the output reachable, not isomorphism classes (the benchmark's 423k unique cells)."]
     lines += ["", "Published architectures (`hub.load_searched_model(name)`):", "",
               "| name | space | parameters |", "| --- | --- | ---: |"]
     for name, space, params in searched_rows():
