@@ -42,8 +42,8 @@ def main(cfg: DictConfig) -> None:
 
     try:
         summary = run(cfg, HydraConfig.get().runtime.output_dir)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (UserError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        print(f"error: {error}", file=sys.stderr)  # bad input: one line, no traceback
         sys.exit(2)
     except InstantiationException as error:
         cause = error.__cause__ or error

@@ -22,9 +22,10 @@ class EnasController(nn.Module):
     """
 
     def __init__(self, choices: list[Choice], hidden: int = 64, tanh_constant: float = 1.5,
-                 temperature: float = 5.0) -> None:
+                 temperature: float = 5.0, skip_target: float = 0.4) -> None:
         super().__init__()
         self.choices = choices
+        self.skip_target = skip_target
         self.hidden = hidden
         self.tanh_constant, self.temperature = tanh_constant, temperature
         self.lstm = nn.LSTMCell(hidden, hidden)
@@ -60,7 +61,7 @@ class EnasController(nn.Module):
                 log_prob = log_prob + torch.where(pick, probs, 1 - probs).clamp_min(1e-8).log().sum()
                 entropy = entropy - (probs * probs.clamp_min(1e-8).log() +
                                      (1 - probs) * (1 - probs).clamp_min(1e-8).log()).sum()
-                target = torch.full_like(probs, 0.4)
+                target = torch.full_like(probs, self.skip_target)
                 skip = skip + (probs * (probs / target).clamp_min(1e-8).log() +
                                (1 - probs) * ((1 - probs) / (1 - target)).clamp_min(1e-8).log()).sum()
                 skips += probs.numel()
@@ -95,10 +96,12 @@ class EnasModule(OneShotAlgorithm):
                        export_samples=export_samples, export_batches=export_batches, tanh_constant=tanh_constant)
         if not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
+        if not 0 < skip_target < 1:
+            raise ValueError(f"skip_target must be in (0, 1), got {skip_target!r}")
         super().__init__(space, **kwargs)
         self.save_hyperparameters(ignore=["space"])
         decisions = list(self.arch.space.choices.values())
-        self.controller = EnasController(decisions, controller_hidden, tanh_constant)
+        self.controller = EnasController(decisions, controller_hidden, tanh_constant, skip_target=skip_target)
         self.register_buffer("baseline", torch.zeros(()))
         self.register_buffer("baseline_started", torch.zeros((), dtype=torch.bool))
         self.best_arch: dict[str, Any] | None = None

@@ -115,6 +115,8 @@ class SposModule(OneShotAlgorithm):
     def on_train_end(self) -> None:
         loader = self.trainer.train_dataloader
         if loader is not None:
+            if self.trainer.fast_dev_run:  # a debugging run: check the evolution runs, do not search
+                self.hparams.update(population=2, generations=1, topk=1, bn_calibration_batches=1, eval_batches=1)
             self.search(loader)
 
     def _batches(self, loader: Any, part: str, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

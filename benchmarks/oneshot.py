@@ -33,11 +33,12 @@ import torch
 CASES: dict[str, dict[str, Any]] = {
     "darts": {"title": "DARTS cells (C=16, 8 cells, 32x32)", "batch": 32,
               "variants": ["fixed", "path_sampling", "binary_gate", "differentiable", "handwritten"]},
-    "mobilenetv3": {"title": "MobileNetV3Space (32x32, 10 classes)", "batch": 32,
+    "mobilenetv3": {"title": "MobileNetV3Space (32x32, 10 classes, width x0.5/x1, expand 3/6)", "batch": 32,
                     "variants": ["fixed", "path_sampling", "binary_gate", "differentiable"]},
     "shufflenet": {"title": "ShuffleNetSpace (32x32, 10 classes)", "batch": 32,
                    "variants": ["fixed", "path_sampling", "binary_gate", "differentiable"]},
-    "autoformer": {"title": "AutoformerSpace tiny (32x32, patch 4, 10 classes)", "batch": 16,
+    "autoformer": {"title": "AutoformerSpace (32x32, patch 4, embed 64/96, 1-2 heads, depth 4-5, 10 classes)",
+                   "batch": 16,
                    "variants": ["fixed", "path_sampling", "binary_gate", "differentiable"]},
 }
 
@@ -48,12 +49,12 @@ def build_space(case: str) -> torch.nn.Module:
     if case == "darts":
         return hub.DARTS(width=16, num_cells=8, dataset="cifar", num_labels=10)
     if case == "mobilenetv3":
-        return hub.MobileNetV3Space(num_labels=10)
+        return hub.MobileNetV3Space(num_labels=10, width_multipliers=(0.5, 1.0), expand_ratios=(3.0, 6.0))
     if case == "shufflenet":
         return hub.ShuffleNetSpace(num_labels=10)
     if case == "autoformer":
-        return hub.AutoformerSpace(**{**hub.AutoformerSpace.preset_arguments("tiny"), "img_size": 32,
-                                      "patch_size": 4, "num_classes": 10})
+        return hub.AutoformerSpace(search_embed_dim=(64, 96), search_num_heads=(1, 2), search_depth=(4, 5),
+                                   img_size=32, patch_size=4, num_classes=10)
     raise ValueError(f"unknown case {case!r}; cases: {list(CASES)}")
 
 

@@ -80,6 +80,24 @@ def test_bad_input_is_one_clear_error_and_a_non_zero_exit(args, message, tmp_pat
     assert message in done.stderr
 
 
+@pytest.mark.slow
+def test_finetune_of_a_published_architecture_by_name(tmp_path):
+    args = [a for a in TINY if a != "space=tiny"]
+    done = train(*args, "mode=finetune", "space=darts", "arch=darts-v2", "+trainer.fast_dev_run=1",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"params": 3349342' in done.stdout
+
+
+def test_unreadable_dataset_path_is_one_clear_error(tmp_path):
+    args = [a for a in TINY if a != "data=random"]
+    done = train(*args, "data=imagefolder", "data.root=/no/such/dataset", "data.num_classes=10",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2
+    assert "error: cannot read '/no/such/dataset/train'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_arch_of_another_space_is_rejected(tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"normal/op_2_0": "sep_conv_3x3"}))
