@@ -14,14 +14,14 @@ from typing import Any
 import torch
 
 import supernet.nn as nn
-from hub.searched import SearchedModelsMixin
+from hub.searched import SearchedModelsMixin, register_searched_model
 from supernet.nn import ValueChoice
 
 __all__ = ["AutoformerSpace"]
 
 HEAD_DIM = 64
 PRESETS = {
-    "tiny": {"search_embed_dim": (192, 216, 240), "search_mlp_ratio": (3.5, 4.0), "search_num_heads": (3, 4),
+    "tiny": {"search_embed_dim": (192, 216, 240), "search_mlp_ratio": (3.0, 3.5, 4.0), "search_num_heads": (3, 4),
              "search_depth": (12, 13, 14)},
     "small": {"search_embed_dim": (320, 384, 448), "search_mlp_ratio": (3.0, 3.5, 4.0),
               "search_num_heads": (5, 6, 7), "search_depth": (12, 13, 14)},
@@ -110,6 +110,9 @@ class TransformerLayer(nn.Module):
 class AutoformerSpace(nn.Module, SearchedModelsMixin):
     """AutoFormer's space (arguments as in the reference API; the tiny preset by default).
 
+    The tiny preset's MLP ratios include 3.0 (the paper's table lists 3.5 and 4), because the
+    released AutoFormer-T uses 3.0 in five of its layers.
+
     ``AutoformerSpace.preset_arguments("tiny" | "small" | "base")`` gives a preset's search
     dimensions. Labels: ``embed_dim``, ``depth``, ``layer{i}/num_heads``, ``layer{i}/mlp_ratio``.
     At 32x32 use ``img_size=32, patch_size=4`` (64 patches). Relative position encoding
@@ -117,7 +120,7 @@ class AutoformerSpace(nn.Module, SearchedModelsMixin):
     """
 
     def __init__(self, search_embed_dim: tuple[int, ...] = (192, 216, 240),
-                 search_mlp_ratio: tuple[float, ...] = (3.5, 4.0), search_num_heads: tuple[int, ...] = (3, 4),
+                 search_mlp_ratio: tuple[float, ...] = (3.0, 3.5, 4.0), search_num_heads: tuple[int, ...] = (3, 4),
                  search_depth: tuple[int, ...] = (12, 13, 14),
                  img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
@@ -162,3 +165,35 @@ class AutoformerSpace(nn.Module, SearchedModelsMixin):
         x = self.layers(self.pos_drop(self.tokens(x)))
         x = self.norm(x)
         return self.head(x[:, 1:].mean(1) if self.global_pool else x[:, 0])
+
+
+# -- published architectures -------------------------------------------------------------------------
+# The subnets released with the paper (AutoFormer-T/S/B, ImageNet 224x224, patch 16, global pooling):
+# embedding size and per-layer MLP ratios and head counts.
+SEARCHED = {
+    "tiny": (192, [3.5, 3.5, 3.0, 3.5, 3.0, 3.0, 4.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.5],
+             [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 3, 3]),
+    "small": (384, [3.0, 3.5, 3.0, 3.5, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.5, 4.0],
+              [6, 6, 5, 7, 5, 5, 5, 6, 6, 7, 7, 6, 7]),
+    "base": (576, [3.5, 3.5, 4.0, 3.5, 4.0, 3.5, 3.5, 3.0, 4.0, 4.0, 3.0, 4.0, 3.0, 3.5],
+             [9, 9, 9, 9, 9, 10, 9, 9, 10, 9, 10, 9, 9, 10]),
+}
+
+
+def _searched_arch(preset: str) -> dict[str, Any]:
+    embed_dim, mlp_ratios, heads = SEARCHED[preset]
+    space = PRESETS[preset]
+    arch: dict[str, Any] = {"embed_dim": embed_dim, "depth": len(mlp_ratios)}
+    for i in range(max(space["search_depth"])):  # layers past the depth keep the first value; they are off
+        arch[f"layer{i}/mlp_ratio"] = mlp_ratios[i] if i < len(mlp_ratios) else space["search_mlp_ratio"][0]
+        arch[f"layer{i}/num_heads"] = heads[i] if i < len(heads) else space["search_num_heads"][0]
+    return arch
+
+
+for _preset in SEARCHED:
+    register_searched_model(
+        f"autoformer-{_preset}", AutoformerSpace,
+        lambda preset=_preset: AutoformerSpace(**AutoformerSpace.preset_arguments(preset), global_pool=True),
+        lambda preset=_preset: _searched_arch(preset),
+        f"AutoFormer-{_preset[0].upper()} (ImageNet, 224x224, absolute position embedding)",
+        {"tiny": "5.7M", "small": "22.9M", "base": "54M"}[_preset] + " params with relative position encoding")

@@ -149,9 +149,9 @@ register_searched_model(
     "mobilenetv3-large-100", MobileNetV3Space, _large,
     lambda: _arch([2, 3, 4, 2, 3], [[(4.0, 3), (3.0, 3)], [(3.0, 5)] * 3, [(6.0, 3), (2.5, 3), (2.3, 3), (2.3, 3)],
                                     [(6.0, 3)] * 2, [(6.0, 5)] * 3], 3),
-    "MobileNetV3-Large 1.0 (as torchvision.models.mobilenet_v3_large)")
+    "MobileNetV3-Large 1.0 (as torchvision.models.mobilenet_v3_large)", "5,483,032 params (torchvision)")
 register_searched_model(
     "mobilenetv3-small-100", MobileNetV3Space, _small,
     lambda: _arch([2, 3, 2, 3, 0], [[(4.5, 3), (11 / 3, 3)], [(4.0, 5), (6.0, 5), (6.0, 5)], [(3.0, 5)] * 2,
                                     [(6.0, 5)] * 3, []], 3),
-    "MobileNetV3-Small 1.0 (as torchvision.models.mobilenet_v3_small)")
+    "MobileNetV3-Small 1.0 (as torchvision.models.mobilenet_v3_small)", "2,542,856 params (torchvision)")

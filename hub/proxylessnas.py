@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 import supernet.nn as nn
-from hub.searched import SearchedModelsMixin
+from hub.searched import SearchedModelsMixin, register_searched_model
 from supernet.nn import ValueChoice
 
 __all__ = ["ConvBNAct", "InvertedResidual", "ProxylessNAS", "SqueezeExcite", "make_divisible"]
@@ -142,3 +142,37 @@ class ProxylessNAS(nn.Module, SearchedModelsMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.feature_mix(self.stages(self.first_block(self.stem(x))))
         return self.classifier(self.dropout(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)))
+
+
+# -- published architectures ---------------------------------------------------------------------------
+def _arch(depths: tuple[int, ...], layers: list[str]) -> dict[str, Any]:
+    """An arch from per-stage depths and the ``kKeE`` code of every layer (a stage's unused layers
+    keep their first candidate, which the depth switches off)."""
+    arch: dict[str, Any] = {}
+    codes = iter(layers)
+    for s, (depth, max_depth) in enumerate(zip(depths, ProxylessNAS.STAGE_DEPTHS)):
+        if max_depth > 1:
+            arch[f"s{s}_depth"] = depth
+        for i in range(max_depth):
+            code = next(codes) if i < depth else "k3e3"
+            k, e = code[1:].split("e")
+            arch[f"s{s}_i{i}"] = f"k{k}_e{e}"
+    return arch
+
+
+def _register(name: str, widths: tuple[int, ...], depths: tuple[int, ...], layers: str, description: str) -> None:
+    register_searched_model(name, ProxylessNAS, lambda: ProxylessNAS(base_widths=widths),
+                            lambda: _arch(depths, layers.split()), description)
+
+
+# The searched networks of the paper (Table 2 and Figure 4), as released by its authors.
+_MOBILE_WIDTHS = (32, 16, 32, 40, 80, 96, 192, 320, 1280)
+_register("proxyless-mobile", _MOBILE_WIDTHS, (2, 4, 4, 4, 4, 1),
+          "k5e3 k3e3  k7e3 k3e3 k5e3 k5e3  k7e6 k5e3 k5e3 k5e3  k5e6 k5e3 k5e3 k5e3  k7e6 k7e6 k7e3 k7e3  k7e6",
+          "ProxylessNAS searched for mobile latency (ImageNet, 224x224)")
+_register("proxyless-gpu", (40, 24, 32, 56, 112, 128, 256, 432, 1728), (1, 2, 2, 3, 4, 1),
+          "k5e3  k7e3 k3e3  k7e6 k5e3  k5e6 k3e3 k5e3  k7e6 k7e6 k7e6 k5e6  k7e6",
+          "ProxylessNAS searched for GPU latency (ImageNet, 224x224)")
+_register("proxyless-cpu", (40, 24, 32, 48, 88, 104, 216, 360, 1432), (4, 4, 2, 4, 4, 1),
+          "k3e6 k3e3 k3e3 k3e3  k3e6 k3e3 k3e3 k5e3  k3e6 k3e3  k5e6 k3e3 k3e3 k3e3  k5e6 k5e3 k5e3 k3e3  k5e6",
+          "ProxylessNAS searched for CPU latency (ImageNet, 224x224)")

@@ -32,6 +32,7 @@ class SearchedModel:
     build_space: Callable[[], nn.Module]
     arch: Callable[[], dict]
     description: str = ""
+    reported: str = ""  # the authors' own figures (parameters, multiply-adds), where they publish them
 
 
 _REGISTRY: dict[str, SearchedModel] = {}
@@ -43,11 +44,13 @@ def register_searched_model(
     build_space: Callable[[], nn.Module],
     arch: Callable[[], dict],
     description: str = "",
+    reported: str = "",
 ) -> None:
-    """Register a published architecture ``name`` as ``freeze(build_space(), arch())``."""
+    """Register a published architecture ``name`` as ``freeze(build_space(), arch())``;
+    ``reported`` quotes the authors' figures for it (shown in the hub table)."""
     if name in _REGISTRY:
         raise ValueError(f"searched model {name!r} is registered twice")
-    _REGISTRY[name] = SearchedModel(name, space, build_space, arch, description)
+    _REGISTRY[name] = SearchedModel(name, space, build_space, arch, description, reported)
 
 
 def list_searched_models(space: type | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 import supernet.nn as nn
-from hub.searched import SearchedModelsMixin
+from hub.searched import SearchedModelsMixin, register_searched_model
 
 __all__ = ["ShuffleNetSpace"]
 
@@ -92,3 +92,12 @@ class ShuffleNetSpace(nn.Module, SearchedModelsMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_last(self.features(self.first_conv(x)))
         return self.classifier(self.dropout(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)))
+
+
+# The architecture found by the SPOS paper's evolutionary search (block search, ImageNet), as
+# released by its authors: the candidate of each of the 20 blocks (3/5/7 = kernel, x = Xception).
+SPOS_BLOCKS = "7 5 3 5 7 3 7 3 7 3 7 x 3 3 3 3 x 7 x x"
+register_searched_model("spos", ShuffleNetSpace, ShuffleNetSpace,
+                        lambda: {f"layer_{i}": f"choice_{kind}" for i, kind in enumerate(SPOS_BLOCKS.split())},
+                        "Single Path One-Shot, block search (ImageNet, 224x224)",
+                        "3.5M params, 323M FLOPs (authors' README)")

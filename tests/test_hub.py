@@ -11,6 +11,7 @@ import torchvision
 
 import hub
 import supernet
+from hub.searched import _REGISTRY
 from supernet.oneshot import convert
 from tests.conftest import assert_plain
 
@@ -113,6 +114,53 @@ def test_mobilenetv3_published_networks_equal_torchvisions(name, reference):
     torch.testing.assert_close(net(x), expected(x))
 
 
+# Every published network's parameter count as built here. darts-v2 and the MobileNetV3s equal the
+# authors' networks (tests above); the others are pinned so that a change to a space shows up.
+PUBLISHED_PARAMS = {
+    "darts-v1": 3_169_414, "darts-v2": 3_349_342, "nasnet-a": 3_061_738, "amoebanet-a": 3_145_078,
+    "pnas": 4_271_002, "enas": 3_327_310,
+    "proxyless-mobile": 4_080_512, "proxyless-gpu": 7_119_848, "proxyless-cpu": 4_361_648,
+    "mobilenetv3-large-100": 5_483_032, "mobilenetv3-small-100": 2_542_856, "spos": 3_558_464,
+    "autoformer-tiny": 5_768_104, "autoformer-small": 22_791_592, "autoformer-base": 53_584_168,
+}
+
+
+def test_every_published_network_has_a_pinned_parameter_count():
+    assert sorted(PUBLISHED_PARAMS) == hub.list_searched_models()
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_published_network_is_plain_torch_and_runs_at_its_input_size(name):
+    net = hub.load_searched_model(name).eval()
+    assert _params(net) == PUBLISHED_PARAMS[name]
+    assert_plain(net)
+    size, classes = (32, 10) if issubclass(_REGISTRY[name].space, hub.NDS) else (224, 1000)
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, size, size)).shape == (1, classes)
+
+
+def _multiply_adds(net: torch.nn.Module, size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net.eval()(torch.randn(1, 3, size, size))
+    return counter.get_total_flops() / 2
+
+
+def test_spos_network_has_the_authors_multiply_adds():
+    # the authors' README: 323M FLOPs (multiply-adds), 3.5M parameters
+    net = hub.load_searched_model("spos")
+    assert round(_multiply_adds(net, 224) / 1e6) == 323
+    assert int(_params(net) / 1e5) / 10 == 3.5
+
+
+def test_published_networks_are_scoped_to_their_space():
+    assert hub.ProxylessNAS.list_searched_models() == ["proxyless-cpu", "proxyless-gpu", "proxyless-mobile"]
+    assert hub.AutoformerSpace.list_searched_models() == ["autoformer-base", "autoformer-small", "autoformer-tiny"]
+    with pytest.raises(ValueError, match="unknown searched model 'spos' of DARTS; available: darts-v1, darts-v2"):
+        hub.DARTS.load_searched_model("spos")
+
+
 def test_space_sizes():
     assert supernet.search_space(hub.ShuffleNetSpace()).size == 4 ** 20
     assert supernet.search_space(hub.NasBench201()).size == 5 ** 6
@@ -143,7 +191,7 @@ def test_every_space_builds_quickly_at_its_defaults(capsys):
     (lambda: hub.MobileNetV3Space(width_multipliers=(0.5, -1.0)), "width multipliers must be positive"),
     (lambda: hub.MobileNetV3Space(activation=("gelu",) * 9), "unknown activation 'gelu'"),
     (lambda: hub.ProxylessNAS(base_widths=(32, 16)), "base_widths needs 9 values"),
-    (lambda: hub.load_searched_model("darts-v3"), "unknown searched model 'darts-v3'; available: darts-v1"),
+    (lambda: hub.load_searched_model("darts-v3"), "unknown searched model 'darts-v3'; available: amoebanet-a"),
     (lambda: hub.load_searched_model("darts-v2", pretrained=True), "needs weights=<path"),
 ])
 def test_bad_input_names_the_value(build, message):
