@@ -59,7 +59,7 @@ def test_path_sampling_supernet_equals_its_weight_inheriting_freeze_on_ten_archi
     _check_inheriting_freeze(SMALL[name](), "path_sampling", 10)
 
 
-@pytest.mark.parametrize("name", [n for n in SMALL if n != "nasbench101"])  # NB-101: path sampling only so far
+@pytest.mark.parametrize("name", [n for n in SMALL if n != "nasbench101"])  # NB-101: no binary gates yet
 def test_binary_gate_supernet_equals_its_weight_inheriting_freeze(name):
     _check_inheriting_freeze(SMALL[name](), "binary_gate", 3)
 
@@ -69,7 +69,7 @@ def test_searchable_depth_and_width_of_a_cell_space_keep_the_invariant():
     _check_inheriting_freeze(hub.PNAS(width=(4, 6), num_cells=(8, 11)), "path_sampling", 10)
 
 
-@pytest.mark.parametrize("name", [n for n in SMALL if n != "nasbench101"])
+@pytest.mark.parametrize("name", list(SMALL))
 def test_differentiable_supernet_with_one_hot_weights_equals_path_sampling(name):
     space = SMALL[name]()
     sampling, sampling_state = convert(copy.deepcopy(space), "path_sampling")

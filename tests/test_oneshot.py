@@ -11,11 +11,11 @@ import supernet
 import supernet.nn as nn
 from supernet.oneshot import convert, export_arch, register_mixed_op
 from supernet.primitives.base import Choice, Mutable
+from supernet.primitives.nasbench import FixedNasBench101Cell
 from tests.test_primitives import SPACES, CellSpace, ValueChoiceSpace
 
-CONVERTIBLE = [name for name in SPACES if name not in
-               ("nasbench101_cell", "model_parameter_choice", "input_choice_any_subset")]
-PATH_SAMPLING_ONLY = ["nasbench101_cell"]
+CONVERTIBLE = [name for name in SPACES if name not in ("model_parameter_choice", "input_choice_any_subset")]
+NO_BINARY_GATE = ["input_choice_mean", "nasbench101_cell"]
 
 
 def _supernets(space):
@@ -27,10 +27,10 @@ def _supernets(space):
     return path_sampling.eval(), sampling_state, differentiable.eval(), differentiable_state, x
 
 
-# binary gates choose single inputs only; the n_chosen=2 space is tested as a conversion error below
+# binary gates choose single inputs only (the n_chosen=2 space is tested as a conversion error below);
+# NAS-Bench-101 cells have no binary-gate mixed op yet
 SAMPLING_CASES = [(name, family) for family in ("path_sampling", "binary_gate") for name in CONVERTIBLE
-                  if not (family == "binary_gate" and name == "input_choice_mean")] + [
-                      (name, "path_sampling") for name in PATH_SAMPLING_ONLY]
+                  if not (family == "binary_gate" and name in NO_BINARY_GATE)]
 
 
 @pytest.mark.parametrize(("name", "family"), SAMPLING_CASES)
@@ -68,6 +68,22 @@ def test_differentiable_supernet_trains_the_architecture_weights(name):
     arch = export_arch(net, state)
     assert set(arch) == set(supernet.search_space(space).labels)
     supernet.freeze(space, arch)(torch.randn(2, 4, 6, 6))
+
+
+def test_differentiable_nasbench101_cell_sends_gradients_to_ops_edges_and_node_count():
+    space = SPACES["nasbench101_cell"][0]()
+    net, state = convert(copy.deepcopy(space), "differentiable")
+    net(torch.randn(2, 4, 6, 6)).square().mean().backward()
+    graph = export_arch(net, state)
+    label = next(lab for lab in graph if lab.endswith("/num_nodes"))
+    cell = label.rsplit("/", 1)[0]
+    assert state.alpha_of(label).grad.abs().sum() > 0
+    inputs = {i: graph[f"{cell}/input{i}"] for i in range(1, graph[label])}
+    live, _ = FixedNasBench101Cell.plan(graph[label], inputs, 4)
+    live_ops = [f"{cell}/op{i}" for i in live if i != graph[label] - 1]
+    assert live_ops and all(state.alpha_of(op).grad.abs().sum() > 0 for op in live_ops)
+    edges = [f"{cell}/input{i}" for i in range(1, graph[label])]
+    assert any(state.alpha_of(edge).grad.abs().sum() > 0 for edge in edges)
 
 
 def test_only_modules_with_choices_are_replaced():

@@ -17,7 +17,7 @@ from supernet.oneshot.choices import (
     PathSamplingRepeat,
 )
 from supernet.oneshot.entangled import ENTANGLED_UNITS
-from supernet.oneshot.nasbench101 import PathSamplingNasBench101Cell
+from supernet.oneshot.nasbench101 import DifferentiableNasBench101Cell, PathSamplingNasBench101Cell
 from supernet.oneshot.registry import FAMILIES, KEEP, UnsupportedChoice, convert, export_arch, register_mixed_op
 from supernet.oneshot.state import ArchState
 from supernet.primitives.autoactivation import AutoActivation
@@ -41,5 +41,5 @@ for _primitive, _ops in {
 }.items():
     for _family, _op in zip(("path_sampling", "differentiable", "binary_gate"), _ops):
         register_mixed_op(_primitive, _family, _op)
-# a NAS-Bench-101 cell's channels follow its graph: only path sampling has a mixed op so far
 register_mixed_op(NasBench101Cell, "path_sampling", PathSamplingNasBench101Cell)
+register_mixed_op(NasBench101Cell, "differentiable", DifferentiableNasBench101Cell)

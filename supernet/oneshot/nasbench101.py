@@ -1,4 +1,4 @@
-"""Path-sampling NAS-Bench-101 cells: one pool of weights sliced to each sampled cell.
+"""NAS-Bench-101 cells in a supernet: one pool of weights sliced to each cell's graph.
 
 A NAS-Bench-101 cell's channels depend on its graph (the output's channels are split
 among the nodes feeding it), so the supernet keeps, for every hidden node, each
@@ -6,6 +6,12 @@ candidate operation at the full ``out_features`` width, and every projection at 
 width. A sampled cell computes with the leading slices its channels need (the same
 slices a weight-inheriting freeze copies), through ``torch.func.functional_call`` on a
 template of the operation built at the right width on the meta device.
+
+The differentiable cell mixes every hidden node's operations (softmax weights, DARTS). The
+graph itself (number of nodes, inputs of each node) fixes the channel widths, so graphs
+cannot be summed: the cell runs the graph its weights currently prefer, and each edge and
+the node count pass a straight-through gradient (value 1, gradient of their probability)
+to their architecture weights.
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from supernet.oneshot.choices import SwappedMixedOp
+from supernet.oneshot.choices import SwappedMixedOp, _onehot, weighted_sum
 from supernet.oneshot.state import ArchState
 from supernet.primitives.basic_unit import copy_overlapping, slice_to
 from supernet.primitives.nasbench import FixedNasBench101Cell, NasBench101Cell
 
-__all__ = ["PathSamplingNasBench101Cell"]
+__all__ = ["DifferentiableNasBench101Cell", "PathSamplingNasBench101Cell"]
 
 
 class PathSamplingNasBench101Cell(SwappedMixedOp, NasBench101Cell):
@@ -54,7 +60,16 @@ class PathSamplingNasBench101Cell(SwappedMixedOp, NasBench101Cell):
         return functional_call(template, {k: slice_to(v, shapes[k].shape) for k, v in tensors.items()}, (x,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        num_nodes, ops, inputs = self._graph(self._state.arch)
+        return self._run(self._state.arch, x)
+
+    def _node(self, node: int, op: str, channels: int, x: torch.Tensor) -> torch.Tensor:
+        return self._sliced(self.pool[str(node)][op], op, channels, x)
+
+    def _edge(self, node: int, source: int, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def _run(self, arch: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
+        num_nodes, ops, inputs = self._graph(arch)
         live, channels = FixedNasBench101Cell.plan(num_nodes, inputs, self.out_features)
         out = num_nodes - 1
         tensors: dict[int, torch.Tensor] = {0: x}
@@ -66,12 +81,14 @@ class PathSamplingNasBench101Cell(SwappedMixedOp, NasBench101Cell):
             for i in live[node]:
                 t = self._sliced(self.pool_projections[str(node)], "<projection>", c, x) if i == 0 \
                     else tensors[i][:, :c]
+                t = self._edge(node, i, t)
                 total = t if total is None else total + t
-            tensors[node] = self._sliced(self.pool[str(node)][ops[node]], ops[node], c, total)
-        hidden = [tensors[i] for i in live[out] if i != 0]
+            tensors[node] = self._node(node, ops[node], c, total)
+        hidden = [self._edge(out, i, tensors[i]) for i in live[out] if i != 0]
         result = torch.cat(hidden, dim=1) if hidden else None
         if 0 in live[out]:
             projected = self._sliced(self.pool_projections[str(out)], "<projection>", self.out_features, x)
+            projected = self._edge(out, 0, projected)
             result = projected if result is None else result + projected
         return result
 
@@ -83,3 +100,73 @@ class PathSamplingNasBench101Cell(SwappedMixedOp, NasBench101Cell):
         for name, module in fixed.ops.items():
             copy_overlapping(self.pool[name][ops[int(name)]], module)
         return fixed
+
+
+def _straight_through(p: torch.Tensor) -> torch.Tensor:
+    """1 in value, the gradient of ``p`` in the backward pass."""
+    return p / p.detach()
+
+
+class DifferentiableNasBench101Cell(PathSamplingNasBench101Cell):
+    """Softmax-mixed operations on the preferred graph; straight-through gradients for the graph."""
+
+    def setup(self, state: ArchState) -> None:
+        super().setup(state)
+        state.add_alpha(self._num_nodes_label(), self.max_num_nodes - 1)
+        for i in range(1, self.max_num_nodes - 1):
+            state.add_alpha(f"{self.label}/op{i}", len(self.op_factories))
+        for i in range(1, self.max_num_nodes):
+            state.add_alpha(f"{self.label}/input{i}", i)
+
+    def preferred_graph(self) -> dict[str, Any]:
+        """The graph the weights prefer: the likeliest node count; per node the inputs whose gate is
+        above 1/2 (at least the strongest one); the weakest edges dropped beyond ``max_num_edges``.
+        Every node keeps an input, so the output is always reachable."""
+        state = self._state
+        num_nodes = 2 + int(state.alpha_of(self._num_nodes_label()).detach().argmax())
+        arch: dict[str, Any] = {self._num_nodes_label(): num_nodes}
+        edges: list[tuple[float, int, int]] = []
+        for node in range(1, self.max_num_nodes):
+            alpha = state.alpha_of(f"{self.label}/input{node}").detach()
+            chosen = [i for i in range(node) if float(alpha[i]) > 0] or [int(alpha.argmax())]
+            arch[f"{self.label}/input{node}"] = chosen
+            if node < num_nodes:
+                edges += [(float(alpha[i]), node, i) for i in chosen]
+        for _, node, source in sorted(edges)[: max(0, len(edges) - self.max_num_edges)]:
+            inputs = arch[f"{self.label}/input{node}"]
+            if len(inputs) > 1:
+                inputs.remove(source)
+        for i in range(1, self.max_num_nodes - 1):
+            alpha = state.alpha_of(f"{self.label}/op{i}").detach()
+            arch[f"{self.label}/op{i}"] = list(self.op_factories)[int(alpha.argmax())]
+        return arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = self._state
+        arch = state.pinned if state.pinned is not None else self.preferred_graph()
+        result = self._run(arch, x)
+        if state.pinned is None:
+            num_nodes = arch[self._num_nodes_label()]
+            result = result * _straight_through(state.weights(self._num_nodes_label())[num_nodes - 2])
+        return result
+
+    def _node(self, node: int, op: str, channels: int, x: torch.Tensor) -> torch.Tensor:
+        state = self._state
+        names = list(self.op_factories)
+        label = f"{self.label}/op{node}"
+        if state.pinned is not None:
+            weights, exact = _onehot(names, state.pinned[label], state.alpha_of(label)), True
+        else:
+            weights, exact = state.weights(label), False
+        return weighted_sum(weights, lambda i: self._sliced(self.pool[str(node)][names[i]], names[i], channels, x),
+                            len(names), exact)
+
+    def _edge(self, node: int, source: int, t: torch.Tensor) -> torch.Tensor:
+        state = self._state
+        if state.pinned is not None:
+            return t
+        gate = torch.sigmoid(state.alpha_of(f"{self.label}/input{node}")[source] / state.temperature)
+        return t * _straight_through(gate)
+
+    def export_arch(self) -> dict[str, Any]:
+        return self.preferred_graph()
