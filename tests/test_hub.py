@@ -59,7 +59,7 @@ def test_path_sampling_supernet_equals_its_weight_inheriting_freeze_on_ten_archi
     _check_inheriting_freeze(SMALL[name](), "path_sampling", 10)
 
 
-@pytest.mark.parametrize("name", [n for n in SMALL if n != "nasbench101"])  # NB-101: no binary gates yet
+@pytest.mark.parametrize("name", list(SMALL))
 def test_binary_gate_supernet_equals_its_weight_inheriting_freeze(name):
     _check_inheriting_freeze(SMALL[name](), "binary_gate", 3)
 

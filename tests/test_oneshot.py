@@ -15,7 +15,7 @@ from supernet.primitives.nasbench import FixedNasBench101Cell
 from tests.test_primitives import SPACES, CellSpace, ValueChoiceSpace
 
 CONVERTIBLE = [name for name in SPACES if name not in ("model_parameter_choice", "input_choice_any_subset")]
-NO_BINARY_GATE = ["input_choice_mean", "nasbench101_cell"]
+NO_BINARY_GATE = ["input_choice_mean"]
 
 
 def _supernets(space):
@@ -27,8 +27,7 @@ def _supernets(space):
     return path_sampling.eval(), sampling_state, differentiable.eval(), differentiable_state, x
 
 
-# binary gates choose single inputs only (the n_chosen=2 space is tested as a conversion error below);
-# NAS-Bench-101 cells have no binary-gate mixed op yet
+# binary gates choose single inputs only (the n_chosen=2 space is tested as a conversion error below)
 SAMPLING_CASES = [(name, family) for family in ("path_sampling", "binary_gate") for name in CONVERTIBLE
                   if not (family == "binary_gate" and name in NO_BINARY_GATE)]
 
@@ -84,6 +83,19 @@ def test_differentiable_nasbench101_cell_sends_gradients_to_ops_edges_and_node_c
     assert live_ops and all(state.alpha_of(op).grad.abs().sum() > 0 for op in live_ops)
     edges = [f"{cell}/input{i}" for i in range(1, graph[label])]
     assert any(state.alpha_of(edge).grad.abs().sum() > 0 for edge in edges)
+
+
+def test_binary_gate_nasbench101_cell_gives_every_sampled_label_a_gradient_and_exports_a_valid_cell():
+    space = SPACES["nasbench101_cell"][0]()
+    net, state = convert(copy.deepcopy(space), "binary_gate")
+    state.arch_gradients = True
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        state.sample_binary_gates(generator=generator)
+        net(torch.randn(2, 4, 6, 6)).square().mean().backward()
+    assert sum(float(a.grad.abs().sum()) > 0 for a in state.alpha.values() if a.grad is not None) >= 3
+    arch = export_arch(net, state)  # validated: within max_num_edges, output reachable
+    supernet.freeze(space, arch)(torch.randn(2, 4, 6, 6))
 
 
 def test_only_modules_with_choices_are_replaced():
@@ -197,8 +209,8 @@ def test_a_user_primitive_becomes_searchable_with_one_registration():
 
 
 def test_unsupported_primitive_fails_at_conversion_naming_path_and_primitive():
-    model = torch.nn.Sequential(torch.nn.Identity(), SPACES["nasbench101_cell"][0]())
-    with pytest.raises(TypeError, match=r"^1\.cell: NasBench101Cell has no differentiable mixed op"):
+    model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Sequential(Scale([1.0, 2.0], "factor")))
+    with pytest.raises(TypeError, match=r"^1\.0: Scale has no differentiable mixed op"):
         convert(model, "differentiable")
     with pytest.raises(TypeError, match="pick: InputChoice 'pick' with reduction 'concat'"):
         convert(SPACES["input_choice_any_subset"][0](), "differentiable")

@@ -17,7 +17,11 @@ from supernet.oneshot.choices import (
     PathSamplingRepeat,
 )
 from supernet.oneshot.entangled import ENTANGLED_UNITS
-from supernet.oneshot.nasbench101 import DifferentiableNasBench101Cell, PathSamplingNasBench101Cell
+from supernet.oneshot.nasbench101 import (
+    BinaryGateNasBench101Cell,
+    DifferentiableNasBench101Cell,
+    PathSamplingNasBench101Cell,
+)
 from supernet.oneshot.registry import FAMILIES, KEEP, UnsupportedChoice, convert, export_arch, register_mixed_op
 from supernet.oneshot.state import ArchState
 from supernet.primitives.autoactivation import AutoActivation
@@ -43,3 +47,4 @@ for _primitive, _ops in {
         register_mixed_op(_primitive, _family, _op)
 register_mixed_op(NasBench101Cell, "path_sampling", PathSamplingNasBench101Cell)
 register_mixed_op(NasBench101Cell, "differentiable", DifferentiableNasBench101Cell)
+register_mixed_op(NasBench101Cell, "binary_gate", BinaryGateNasBench101Cell)

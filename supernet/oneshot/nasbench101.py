@@ -11,7 +11,10 @@ The differentiable cell mixes every hidden node's operations (softmax weights, D
 graph itself (number of nodes, inputs of each node) fixes the channel widths, so graphs
 cannot be summed: the cell runs the graph its weights currently prefer, and each edge and
 the node count pass a straight-through gradient (value 1, gradient of their probability)
-to their architecture weights.
+to their architecture weights. The binary-gate cell runs the sampled graph; each of its
+labels gets the binary-gate gradient from the cell recomputed, without autograd, with that
+label at its other sampled value (a value that breaks the cell's constraints contributes
+nothing).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from torch.func import functional_call
 from supernet.oneshot.choices import SwappedMixedOp, _onehot, weighted_sum
 from supernet.oneshot.state import ArchState
 from supernet.primitives.basic_unit import copy_overlapping, slice_to
-from supernet.primitives.nasbench import FixedNasBench101Cell, NasBench101Cell
+from supernet.primitives.nasbench import FixedNasBench101Cell, NasBench101Cell, prune_graph
 
-__all__ = ["DifferentiableNasBench101Cell", "PathSamplingNasBench101Cell"]
+__all__ = ["BinaryGateNasBench101Cell", "DifferentiableNasBench101Cell", "PathSamplingNasBench101Cell"]
 
 
 class PathSamplingNasBench101Cell(SwappedMixedOp, NasBench101Cell):
@@ -170,3 +173,54 @@ class DifferentiableNasBench101Cell(PathSamplingNasBench101Cell):
 
     def export_arch(self) -> dict[str, Any]:
         return self.preferred_graph()
+
+
+class BinaryGateNasBench101Cell(PathSamplingNasBench101Cell):
+    """The sampled graph runs; every label of the cell gets the binary-gate gradient (ProxylessNAS)."""
+
+    def setup(self, state: ArchState) -> None:
+        super().setup(state)
+        for choice in self.decisions():
+            state.add_alpha(choice.label, len(state.alpha_values(choice.label)))
+
+    def _valid(self, arch: dict[str, Any]) -> bool:
+        num_nodes, _, inputs = self._graph(arch)
+        return sum(len(v) for v in inputs.values()) <= self.max_num_edges and prune_graph(num_nodes, inputs)[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = self._state
+        arch = state.arch
+        output = self._run(arch, x)
+
+        def other(label: str, value: Any) -> torch.Tensor:
+            changed = {**arch, label: value}
+            return self._run(changed, x) if self._valid(changed) else torch.zeros_like(output)
+
+        for choice in self.decisions():
+            output = state.gate(choice.label, output, lambda value, label=choice.label: other(label, value))
+        return output
+
+    def export_arch(self) -> dict[str, Any]:
+        """The likeliest value of every label; per node the likeliest non-empty input set that leaves
+        an edge for each later node within ``max_num_edges``."""
+        state = self._state
+
+        def ranked(label: str) -> list[Any]:
+            alpha = state.alpha_of(label).detach()
+            values = state.alpha_values(label)
+            return [values[int(i)] for i in torch.argsort(alpha, descending=True, stable=True)]
+
+        num_nodes = ranked(self._num_nodes_label())[0]
+        arch: dict[str, Any] = {self._num_nodes_label(): num_nodes}
+        for i in range(1, self.max_num_nodes - 1):
+            arch[f"{self.label}/op{i}"] = ranked(f"{self.label}/op{i}")[0]
+        edges = 0
+        for node in range(1, self.max_num_nodes):
+            label = f"{self.label}/input{node}"
+            if node >= num_nodes:
+                arch[label] = ranked(label)[0]
+                continue
+            budget = self.max_num_edges - edges - (num_nodes - 1 - node)
+            arch[label] = next((v for v in ranked(label) if 0 < len(v) <= budget), [node - 1])
+            edges += len(arch[label])
+        return arch

@@ -113,9 +113,9 @@ class ArchState(nn.Module):
     def alpha_values(self, label: str) -> list[Any]:
         """The values that ``label``'s architecture parameters stand for, in order."""
         choice = self.space.choices[label]
-        if choice.kind == "input_choice":
+        if choice.kind == "input_choice" and choice.n_chosen is not None:
             return [[i] for i in range(choice.n_candidates or 0)]
-        return list(choice.options)
+        return list(choice.options)  # any-subset input choices: one weight per subset
 
     def sample_binary_gates(self, paths: int = 2, generator: torch.Generator | None = None) -> dict[str, Any]:
         """Sample ``paths`` candidates per label from its probabilities and make one of them active.
@@ -123,22 +123,27 @@ class ArchState(nn.Module):
         The active ones form the architecture that runs; with ``arch_gradients`` the others
         of each label only contribute the binary-gate gradient of the architecture weights.
         """
-        arch = dict(self.arch)
-        self.gate_paths = {}
-        for key, alpha in self.alpha.items():
-            label = key.replace("::", ".")
-            if label not in self.space.choices:
+        for _ in range(100):  # redraw when the active paths break a constraint (NAS-Bench-101 edges)
+            arch, gate_paths = dict(self.arch), {}
+            for key, alpha in self.alpha.items():
+                label = key.replace("::", ".")
+                if label not in self.space.choices:
+                    continue
+                values = self.alpha_values(label)
+                probs = torch.softmax(alpha.detach().float().cpu() / self.temperature, -1)
+                count = min(paths, len(values))
+                picked = torch.multinomial(probs, count, replacement=False, generator=generator)
+                renormalised = probs[picked] / probs[picked].sum()
+                active = picked[torch.multinomial(renormalised, 1, generator=generator)].item()
+                gate_paths[label] = [values[int(i)] for i in picked]
+                arch[label] = values[int(active)]
+            try:
+                self.set_arch(arch)
+            except ValueError:
                 continue
-            values = self.alpha_values(label)
-            probs = torch.softmax(alpha.detach().float().cpu() / self.temperature, -1)
-            count = min(paths, len(values))
-            picked = torch.multinomial(probs, count, replacement=False, generator=generator)
-            renormalised = probs[picked] / probs[picked].sum()
-            active = picked[torch.multinomial(renormalised, 1, generator=generator)].item()
-            self.gate_paths[label] = [values[int(i)] for i in picked]
-            arch[label] = values[int(active)]
-        self.set_arch(arch)
-        return self.arch
+            self.gate_paths = gate_paths
+            return self.arch
+        raise RuntimeError("no binary-gate sample met the space's constraints in 100 draws")
 
     def gate(self, label: str, active_output: Any, compute: Any) -> Any:
         """Add the binary-gate gradient of ``label`` to the active path's output.
