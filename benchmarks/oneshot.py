@@ -11,8 +11,8 @@ resident memory (CPU, reset through /proc/self/clear_refs before the steps) or o
 ``torch.cuda.max_memory_allocated`` (GPU) over what was resident before the first step.
 
 Variants: ``fixed`` (the frozen subnet of the architecture), ``path_sampling``,
-``differentiable``, ``binary_gate`` (an architecture step: two sampled paths per label,
-binary-gate gradients on), and for DARTS cells ``handwritten`` (benchmarks/darts_reference.py).
+``differentiable``, ``binary_gate`` (an architecture step: the baseline's path and one other
+per label, binary-gate gradients on), and for DARTS cells ``handwritten`` (benchmarks/darts_reference.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -74,6 +73,19 @@ def _reset_peak() -> None:
         pass
 
 
+def _second_paths(state: Any, arch: dict[str, Any]) -> dict[str, list[Any]]:
+    """Per label with architecture weights: the active value and one other, drawn with a fixed seed."""
+    generator = torch.Generator().manual_seed(0)
+    paths, labels = {}, state.labels()
+    for label in sorted(arch):
+        if label not in labels:
+            continue
+        others = [v for v in state.alpha_values(label) if v != arch[label]]
+        if others:
+            paths[label] = [arch[label], others[int(torch.randint(len(others), (1,), generator=generator))]]
+    return paths
+
+
 def run_one(case: str, variant: str, steps: int, warmup: int, device: str) -> dict[str, float]:
     import supernet
     from supernet.oneshot import convert
@@ -82,7 +94,6 @@ def run_one(case: str, variant: str, steps: int, warmup: int, device: str) -> di
     batch = CASES[case]["batch"]
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    prepare: Callable[[], None] = lambda: None
     if variant == "handwritten":
         from benchmarks.darts_reference import DartsSearchNetwork
 
@@ -96,18 +107,14 @@ def run_one(case: str, variant: str, steps: int, warmup: int, device: str) -> di
         else:
             net, state = convert(space, variant)
             state.set_arch(arch)
-            if variant == "binary_gate":
+            if variant == "binary_gate":  # the same active path as the baseline, plus a second sampled one
                 state.arch_gradients = True
-                generator = torch.Generator().manual_seed(0)
-
-                def prepare() -> None:
-                    state.sample_binary_gates(generator=generator)
+                state.gate_paths = _second_paths(state, arch)
         weights = list(net.parameters())
     net = net.to(device).train()
     optimizer = torch.optim.SGD(weights, lr=0.01, momentum=0.9)
 
     def step() -> None:
-        prepare()
         optimizer.zero_grad(set_to_none=True)
         out = net(x)
         out = out[0] if isinstance(out, tuple) else out

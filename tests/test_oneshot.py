@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 
 import pytest
 import torch
@@ -251,3 +252,38 @@ def test_binary_gate_sampling_follows_the_probabilities():
     actives = [state.sample_binary_gates(generator=generator)["op"] for _ in range(50)]
     assert actives.count("2") > 40
     assert all(len(state.gate_paths["op"]) == 2 for _ in range(1))
+
+
+def test_binary_gates_run_only_the_active_path_forward_and_the_other_in_backward():
+    calls = []
+
+    class Counted(torch.nn.Linear):
+        def forward(self, x):
+            calls.append((self.tag, torch.is_grad_enabled()))
+            return super().forward(x)
+
+    candidates = [Counted(3, 3) for _ in range(3)]
+    for i, candidate in enumerate(candidates):
+        candidate.tag = str(i)
+    net, state = convert(nn.LayerChoice(candidates, label="op"), "binary_gate")
+    state.gate_paths, state.arch_gradients = {"op": ["0", "2"]}, True
+    state.set_arch({"op": "2"})
+    loss = net(torch.randn(4, 3)).sum()
+    assert calls == [("2", True)]  # forward holds one path's activations
+    loss.backward()
+    assert calls == [("2", True), ("0", False)]
+
+
+def test_binary_gate_steps_release_their_graphs():
+    space = CellSpace()
+    net, state = convert(copy.deepcopy(space), "binary_gate")
+    state.arch_gradients = True
+    seen = []
+    for edge_op in net.modules():
+        if isinstance(edge_op, torch.nn.Conv2d):
+            edge_op.register_forward_pre_hook(lambda module, args: seen.append(weakref.ref(args[0])))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        state.sample_binary_gates(generator=generator)
+        net(torch.randn(2, 4, 6, 6)).sum().backward()
+    assert seen and all(ref() is None for ref in seen)  # no cell state outlives its step

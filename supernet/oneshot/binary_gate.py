@@ -2,9 +2,9 @@
 
 The algorithm samples paths with ``state.sample_binary_gates()`` (two per label for an
 architecture step, as in the paper). Forward runs only the active path; in architecture
-steps (``state.arch_gradients = True``) each other sampled path is evaluated without
-autograd to give the binary-gate gradient (see ``ArchState.gate``), so memory stays
-close to one path's. Cells reuse the edge layout of ``cell.py``; basic units the slices
+steps (``state.arch_gradients = True``) each other sampled path is evaluated during
+backward, without autograd, to give the binary-gate gradient (see ``ArchState.gates``), so
+memory stays close to one path's. Cells reuse the edge layout of ``cell.py``; basic units the slices
 of ``entangled.py``.
 """
 
@@ -111,10 +111,13 @@ class BinaryGateCell(_EdgeCell):
         total = None
         for k in range(self.num_ops_per_node):
             name, j = self._chosen(self._state.arch, node, k)
-            out = edges[j][name](states[j])
-            out = self._state.gate(f"{self.label}/op_{node}_{k}", out, lambda n, j=j: edges[j][n](states[j]))
-            out = self._state.gate(f"{self.label}/input_{node}_{k}", out,
-                                   lambda i, name=name: edges[i[0]][name](states[i[0]]))
+            op_label, input_label = f"{self.label}/op_{node}_{k}", f"{self.label}/input_{node}_{k}"
+
+            def compute(label: str, value: Any, name: str = name, j: int = j, op_label: str = op_label,
+                        inputs: tuple[Any, ...] = tuple(states)) -> Any:  # the list grows; keep what is upstream
+                return edges[j][value](inputs[j]) if label == op_label else edges[value[0]][name](inputs[value[0]])
+
+            out = self._state.gates([op_label, input_label], edges[j][name](states[j]), compute)
             total = out if total is None else total + out
         return total
 

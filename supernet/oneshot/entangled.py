@@ -113,18 +113,20 @@ class _MixedUnit(BasicUnit):
 
     def _forward_binary_gate(self, *args: Any, **kwargs: Any) -> Any:
         state = self._state
-        output = self.forward_with(state.arch, *args, **kwargs)
+        arch = dict(state.arch)
+        output = self.forward_with(arch, *args, **kwargs)
         rest = None
         if isinstance(output, tuple):
             output, rest = output[0], output[1:]
         shape = output.shape
-        for leaf in self.leaves():
-            def compute(value: Any, leaf: Any = leaf) -> Any:
-                other = self.forward_with({**state.arch, leaf.label: value}, *args, **kwargs)
-                other = other[0] if isinstance(other, tuple) else other
-                return _pad_to(other, torch.Size(max(a, b) for a, b in zip(other.shape, shape)))[
-                    tuple(slice(0, n) for n in shape)]
-            output = state.gate(leaf.label, output, compute)
+
+        def compute(label: str, value: Any) -> Any:
+            other = self.forward_with({**arch, label: value}, *args, **kwargs)
+            other = other[0] if isinstance(other, tuple) else other
+            return _pad_to(other, torch.Size(max(a, b) for a, b in zip(other.shape, shape)))[
+                tuple(slice(0, n) for n in shape)]
+
+        output = state.gates([leaf.label for leaf in self.leaves()], output, compute)
         return (output, *rest) if rest is not None else output
 
     def export_arch(self) -> dict[str, Any]:

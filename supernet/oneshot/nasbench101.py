@@ -189,16 +189,14 @@ class BinaryGateNasBench101Cell(PathSamplingNasBench101Cell):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state = self._state
-        arch = state.arch
+        arch = dict(state.arch)
         output = self._run(arch, x)
 
         def other(label: str, value: Any) -> torch.Tensor:
             changed = {**arch, label: value}
             return self._run(changed, x) if self._valid(changed) else torch.zeros_like(output)
 
-        for choice in self.decisions():
-            output = state.gate(choice.label, output, lambda value, label=choice.label: other(label, value))
-        return output
+        return state.gates([choice.label for choice in self.decisions()], output, other)
 
     def export_arch(self) -> dict[str, Any]:
         """The likeliest value of every label; per node the likeliest non-empty input set that leaves

@@ -8,7 +8,7 @@ weights to exact one-hot values with ``set_weights``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,6 +25,29 @@ def map_tensors(fn: Any, first: Any, *rest: Any) -> Any:
     if isinstance(first, (tuple, list)):
         return type(first)(map_tensors(fn, *items) for items in zip(first, *rest))
     return fn(first, *rest)
+
+
+class _GateGradient(torch.autograd.Function):
+    """The active output, passed through; backward gives each sampled path's gate its gradient
+    ``<dL/dy, y_path>``, computing the other paths' outputs then, without autograd."""
+
+    @staticmethod
+    def forward(ctx: Any, probs: torch.Tensor, active_output: torch.Tensor, paths: list[Any],
+                compute: Callable[[str, Any], Any]) -> torch.Tensor:
+        ctx.paths, ctx.compute, ctx.dtype = paths, compute, probs.dtype
+        ctx.save_for_backward(active_output)
+        return active_output.clone()  # a fresh tensor: later layers may modify it in place
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (active_output,) = ctx.saved_tensors
+        dots = []
+        with torch.no_grad():
+            for path in ctx.paths:
+                output = active_output if path is None else ctx.compute(*path)
+                dots.append((grad.float() * output.float()).sum())
+        ctx.compute = None  # it holds inputs of the mixed op; release them with the graph
+        return torch.stack(dots).to(ctx.dtype), grad, None, None
 
 
 def _key(label: str) -> str:
@@ -145,28 +168,37 @@ class ArchState(nn.Module):
             return self.arch
         raise RuntimeError("no binary-gate sample met the space's constraints in 100 draws")
 
-    def gate(self, label: str, active_output: Any, compute: Any) -> Any:
-        """Add the binary-gate gradient of ``label`` to the active path's output.
+    def gate(self, label: str, active_output: Any, compute: Callable[[Any], Any]) -> Any:
+        """Add the binary-gate gradient of ``label`` to the active path's output (see ``gates``)."""
+        return self.gates([label], active_output, lambda _, value: compute(value))
 
-        ``compute(value)`` gives the output with ``label`` at ``value``; it runs without
-        autograd, so only one path's activations are kept. The value stays the active
-        output; the gradient reaching ``alpha[label]`` is the ProxylessNAS estimate
-        ``sum_j dL/dg_j * p_j (delta_ij - p_i)`` over the sampled paths.
+    def gates(self, labels: Sequence[str], active_output: Any, compute: Callable[[str, Any], Any]) -> Any:
+        """Add the binary-gate gradients of ``labels`` to the active path's output.
+
+        ``compute(label, value)`` gives the output with ``label`` at ``value`` and the other
+        labels active; it runs without autograd, during backward, so forward keeps only the
+        active path's activations. The value stays the active output; the gradient reaching
+        ``alpha[label]`` is the ProxylessNAS estimate ``sum_j dL/dg_j * p_j (delta_ij - p_i)``
+        over the sampled paths, with ``dL/dg_j = <dL/dy, y_j>``.
         """
-        if not (self.arch_gradients and torch.is_grad_enabled()) or label not in self.gate_paths:
+        labels = [label for label in labels if label in self.gate_paths]
+        if not (self.arch_gradients and torch.is_grad_enabled()) or not labels:
             return active_output
-        values = self.alpha_values(label)
-        paths = self.gate_paths[label]
-        alpha = self.alpha_of(label)
-        probs = torch.softmax(alpha[[values.index(v) for v in paths]] / self.temperature, -1)
-        active = self.arch[label]
-        output = active_output
-        for p, value in zip(probs, paths):
-            if value == active:
+        probs, paths = [], []
+        for label in labels:
+            values = self.alpha_values(label)
+            alpha = self.alpha_of(label)
+            probs.append(torch.softmax(alpha[[values.index(v) for v in self.gate_paths[label]]] / self.temperature, -1))
+            paths += [None if value == self.arch[label] else (label, value) for value in self.gate_paths[label]]
+        if isinstance(active_output, torch.Tensor):
+            return _GateGradient.apply(torch.cat(probs), active_output, paths, compute)
+        output = active_output  # a tuple or list of tensors: keep the other paths' outputs from forward
+        for p, path in zip(torch.cat(probs), paths):
+            if path is None:
                 other = map_tensors(torch.Tensor.detach, active_output)
             else:
                 with torch.no_grad():
-                    other = compute(value)
+                    other = compute(*path)
             output = map_tensors(lambda out, o, p=p: out + (p - p.detach()) * o, output, other)
         return output
 
