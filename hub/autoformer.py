@@ -9,6 +9,7 @@ shapes, which makes the same code run in the space, a sliced supernet and a froz
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -54,24 +55,65 @@ class Tokens(torch.nn.Module):
         return x + self.pos_embed if self.pos_embed is not None else x
 
 
+class RelativePosition2D(nn.Module):
+    """Learned relative position embeddings on the patch grid (AutoFormer's 2-D form).
+
+    One table per axis, indexed by the row and the column offset between two patches (clipped
+    to ``±length``); row 0 of each table serves every pair that involves the class token.
+    ``forward(n)`` gives the ``(n, n, head_dim)`` embeddings of ``n`` tokens (a class token
+    and a square grid).
+    """
+
+    def __init__(self, head_dim: int, length: int) -> None:
+        super().__init__()
+        self.length = length
+        self.table_v = torch.nn.Parameter(torch.zeros(2 * length + 2, head_dim))
+        self.table_h = torch.nn.Parameter(torch.zeros(2 * length + 2, head_dim))
+        torch.nn.init.trunc_normal_(self.table_v, std=0.02)
+        torch.nn.init.trunc_normal_(self.table_h, std=0.02)
+
+    def forward(self, n: int) -> torch.Tensor:
+        side = math.isqrt(n - 1)
+        patch = torch.arange(n - 1, device=self.table_v.device)
+
+        def offsets(coordinate: torch.Tensor) -> torch.Tensor:
+            relative = (coordinate[None, :] - coordinate[:, None]).clamp(-self.length, self.length)
+            return torch.nn.functional.pad(relative + self.length + 1, (1, 0, 1, 0))  # 0: the class token
+
+        return self.table_v[offsets(patch // side)] + self.table_h[offsets(patch % side)]
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention with 64-dimensional heads."""
+    """Multi-head self-attention with 64-dimensional heads, optionally with relative positions.
+
+    The qkv projection is laid out head by head (each head's q, k, v together), so fewer heads
+    use the leading heads of a wider projection, in a sliced supernet and when outputs of
+    different head counts are mixed.
+    """
 
     def __init__(self, embed_dim: Any, num_heads: Any, qkv_bias: bool, qk_scale: float | None, attn_drop: float,
-                 proj_drop: float) -> None:
+                 proj_drop: float, rpe_length: int | None = None) -> None:
         super().__init__()
         self.qkv = nn.Linear(embed_dim, num_heads * HEAD_DIM * 3, bias=qkv_bias)
         self.proj = nn.Linear(num_heads * HEAD_DIM, embed_dim)
         self.scale = qk_scale or HEAD_DIM ** -0.5
         self.attn_drop, self.proj_drop = nn.Dropout(attn_drop), nn.Dropout(proj_drop)
+        self.rpe_k = RelativePosition2D(HEAD_DIM, rpe_length) if rpe_length else None
+        self.rpe_v = RelativePosition2D(HEAD_DIM, rpe_length) if rpe_length else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x)
         heads = qkv.shape[-1] // (3 * HEAD_DIM)
-        q, k, v = qkv.reshape(b, n, 3, heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        attn = self.attn_drop((q @ k.transpose(-2, -1) * self.scale).softmax(-1))
-        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b, n, heads * HEAD_DIM)))
+        q, k, v = qkv.reshape(b, n, heads, 3, HEAD_DIM).permute(3, 0, 2, 1, 4)
+        logits = q @ k.transpose(-2, -1)
+        if self.rpe_k is not None:
+            logits = logits + torch.einsum("bhnd,nmd->bhnm", q, self.rpe_k(n))
+        attn = self.attn_drop((logits * self.scale).softmax(-1))
+        out = attn @ v
+        if self.rpe_v is not None:
+            out = out + torch.einsum("bhnm,nmd->bhnd", attn, self.rpe_v(n))
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, heads * HEAD_DIM)))
 
 
 class DropPath(nn.Module):
@@ -88,11 +130,12 @@ class DropPath(nn.Module):
 
 class TransformerLayer(nn.Module):
     def __init__(self, embed_dim: Any, num_heads: Any, mlp_ratio: Any, qkv_bias: bool, qk_scale: float | None,
-                 drop_rate: float, attn_drop_rate: float, drop_path: float, pre_norm: bool) -> None:
+                 drop_rate: float, attn_drop_rate: float, drop_path: float, pre_norm: bool,
+                 rpe_length: int | None = None) -> None:
         super().__init__()
         self.pre_norm = pre_norm
         self.norm1 = nn.LayerNorm(embed_dim)
-        self.attn = Attention(embed_dim, num_heads, qkv_bias, qk_scale, attn_drop_rate, drop_rate)
+        self.attn = Attention(embed_dim, num_heads, qkv_bias, qk_scale, attn_drop_rate, drop_rate, rpe_length)
         self.norm2 = nn.LayerNorm(embed_dim)
         hidden = ValueChoice.to_int(embed_dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Dropout(drop_rate),
@@ -115,8 +158,10 @@ class AutoformerSpace(nn.Module, SearchedModelsMixin):
 
     ``AutoformerSpace.preset_arguments("tiny" | "small" | "base")`` gives a preset's search
     dimensions. Labels: ``embed_dim``, ``depth``, ``layer{i}/num_heads``, ``layer{i}/mlp_ratio``.
-    At 32x32 use ``img_size=32, patch_size=4`` (64 patches). Relative position encoding
-    (``rpe=True``) is not available yet and raises an error.
+    At 32x32 use ``img_size=32, patch_size=4`` (64 patches). ``rpe=True`` adds AutoFormer's
+    relative position encoding to every attention layer: learned tables for keys and values,
+    per grid axis, for offsets up to the patch grid's side (14 at 224/16); they hold no choice,
+    so every subnet shares them whole.
     """
 
     def __init__(self, search_embed_dim: tuple[int, ...] = (192, 216, 240),
@@ -127,8 +172,6 @@ class AutoformerSpace(nn.Module, SearchedModelsMixin):
                  drop_path_rate: float = 0.1, pre_norm: bool = True, global_pool: bool = False, abs_pos: bool = True,
                  qk_scale: float | None = None, rpe: bool = False) -> None:
         super().__init__()
-        if rpe:
-            raise ValueError("rpe=True (relative position encoding) is not supported yet; use rpe=False")
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
         for name, values in (("search_embed_dim", search_embed_dim), ("search_mlp_ratio", search_mlp_ratio),
@@ -146,7 +189,8 @@ class AutoformerSpace(nn.Module, SearchedModelsMixin):
         def layer(i: int) -> nn.Module:
             return TransformerLayer(embed, _choice(tuple(search_num_heads), f"layer{i}/num_heads"),
                                     _choice(tuple(search_mlp_ratio), f"layer{i}/mlp_ratio"), qkv_bias, qk_scale,
-                                    drop_rate, attn_drop_rate, drop_path_rate * i / max(1, max_depth - 1), pre_norm)
+                                    drop_rate, attn_drop_rate, drop_path_rate * i / max(1, max_depth - 1), pre_norm,
+                                    img_size // patch_size if rpe else None)
 
         depth = _choice(tuple(search_depth), "depth")
         self.layers = nn.Repeat(layer, depth, label="depth" if isinstance(depth, int) else None)
@@ -168,7 +212,8 @@ class AutoformerSpace(nn.Module, SearchedModelsMixin):
 
 
 # -- published architectures -------------------------------------------------------------------------
-# The subnets released with the paper (AutoFormer-T/S/B, ImageNet 224x224, patch 16, global pooling):
+# The subnets released with the paper (AutoFormer-T/S/B, ImageNet 224x224, patch 16, global pooling,
+# relative position encoding):
 # embedding size and per-layer MLP ratios and head counts.
 SEARCHED = {
     "tiny": (192, [3.5, 3.5, 3.0, 3.5, 3.0, 3.0, 4.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.5],
@@ -193,7 +238,7 @@ def _searched_arch(preset: str) -> dict[str, Any]:
 for _preset in SEARCHED:
     register_searched_model(
         f"autoformer-{_preset}", AutoformerSpace,
-        lambda preset=_preset: AutoformerSpace(**AutoformerSpace.preset_arguments(preset), global_pool=True),
+        lambda preset=_preset: AutoformerSpace(**AutoformerSpace.preset_arguments(preset), global_pool=True, rpe=True),
         lambda preset=_preset: _searched_arch(preset),
-        f"AutoFormer-{_preset[0].upper()} (ImageNet, 224x224, absolute position embedding)",
-        {"tiny": "5.7M", "small": "22.9M", "base": "54M"}[_preset] + " params with relative position encoding")
+        f"AutoFormer-{_preset[0].upper()} (ImageNet, 224x224, absolute and relative position embedding)",
+        {"tiny": "5.7M", "small": "22.9M", "base": "54M"}[_preset])
