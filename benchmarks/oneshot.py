@@ -4,8 +4,11 @@
     python -m benchmarks.oneshot --cases darts --steps 10
     python -m benchmarks.oneshot --device cuda        # on a GPU machine
 
-Each (case, variant) runs in its own process. A step is forward + backward + an SGD step
-on the weights, on one fixed architecture (the same for a supernet and its fixed subnet).
+Each (case, variant) runs in its own process, in ``--rounds`` interleaved rounds, so a
+variant and its baseline are measured minutes, not a whole run, apart; a ratio is the
+median over rounds of the ratio within a round, other figures are medians over rounds. A
+step is forward + backward + an SGD step on the weights, on one fixed architecture (the
+same for a supernet and its fixed subnet).
 Time is the median over the timed steps. Peak memory is the rise of the process's peak
 resident memory (CPU, reset through /proc/self/clear_refs before the steps) or of
 ``torch.cuda.max_memory_allocated`` (GPU) over what was resident before the first step.
@@ -150,10 +153,14 @@ def _run_subprocess(case: str, variant: str, args: argparse.Namespace) -> dict[s
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _ratio(a: Any, b: Any, key: str) -> str:
-    if isinstance(a, dict) and isinstance(b, dict) and b[key] > 0:
-        return f"{a[key] / b[key]:.2f}x"
-    return "n/a"
+def _ratio(rounds: list[dict[str, Any]], variant: str, baseline: str, key: str) -> str:
+    """The median over rounds of ``variant / baseline`` (both measured in the same round)."""
+    ratios = [r[variant][key] / r[baseline][key] for r in rounds
+              if isinstance(r.get(variant), dict) and isinstance(r.get(baseline), dict) and r[baseline][key] > 0]
+    return f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
+
+
+BASELINES = {"path_sampling": "fixed", "binary_gate": "path_sampling", "differentiable": "handwritten"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every variant this many times, interleaved; ratios are medians over rounds")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=None, help="write a markdown report here")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -177,26 +186,30 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
              + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""),
              f"Command: python -m benchmarks.oneshot --cases {','.join(cases)} --steps {args.steps} "
-             f"--warmup {args.warmup} --device {args.device}", ""]
+             f"--warmup {args.warmup} --rounds {args.rounds} --device {args.device}", ""]
     for case in cases:
-        results = {}
-        for variant in CASES[case]["variants"]:
-            print(f"[bench] {case} / {variant} ...", file=sys.stderr, flush=True)
-            results[variant] = _run_subprocess(case, variant, args)
+        rounds: list[dict[str, Any]] = []
+        for r in range(args.rounds):
+            rounds.append({})
+            for variant in CASES[case]["variants"]:
+                print(f"[bench] {case} / {variant} (round {r + 1}/{args.rounds}) ...", file=sys.stderr, flush=True)
+                rounds[-1][variant] = _run_subprocess(case, variant, args)
         lines += [f"### {CASES[case]['title']}, batch {CASES[case]['batch']}", "",
                   "| variant | step (ms, median) | peak memory (MiB) | weights | time vs baseline "
                   "| memory vs baseline |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for variant, r in results.items():
-            baseline = {"path_sampling": "fixed", "binary_gate": "path_sampling", "differentiable": "handwritten"}.get(
-                variant)
-            base = results.get(baseline) if baseline else None
-            if isinstance(r, dict):
-                lines.append(f"| {variant} | {r['ms']:.1f} | {r['peak_mb']:.1f} | {r['params']:,} | "
-                             f"{_ratio(r, base, 'ms') if base else ''}{f' ({baseline})' if base else ''} | "
-                             f"{_ratio(r, base, 'peak_mb') if base else ''} |")
-            else:
-                lines.append(f"| {variant} | failed: {r} | | | | |")
+        for variant in CASES[case]["variants"]:
+            done = [r[variant] for r in rounds if isinstance(r[variant], dict)]
+            if not done:
+                lines.append(f"| {variant} | failed: {rounds[-1][variant]} | | | | |")
+                continue
+            baseline = BASELINES.get(variant)
+            versus = " | "
+            if baseline in CASES[case]["variants"]:
+                versus = (f"{_ratio(rounds, variant, baseline, 'ms')} ({baseline}) | "
+                          f"{_ratio(rounds, variant, baseline, 'peak_mb')}")
+            lines.append(f"| {variant} | {statistics.median(d['ms'] for d in done):.1f} | "
+                         f"{statistics.median(d['peak_mb'] for d in done):.1f} | {done[0]['params']:,} | {versus} |")
         lines.append("")
     report = "\n".join(lines)
     print(report)
