@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 import pytest
 import torch
@@ -69,9 +70,9 @@ def test_searchable_depth_and_width_of_a_cell_space_keep_the_invariant():
     _check_inheriting_freeze(hub.PNAS(width=(4, 6), num_cells=(8, 11)), "path_sampling", 10)
 
 
-@pytest.mark.parametrize("name", list(SMALL))
-def test_differentiable_supernet_with_one_hot_weights_equals_path_sampling(name):
-    space = SMALL[name]()
+def _check_mixing_equals_sampling(space: torch.nn.Module, set_weights: Any) -> None:
+    """On 3 sampled archs, the differentiable supernet with ``set_weights(state, arch)`` applied
+    computes what the path-sampling supernet (same weights) computes."""
     sampling, sampling_state = convert(copy.deepcopy(space), "path_sampling")
     mixing, mixing_state = convert(copy.deepcopy(space), "differentiable")
     mixing.load_state_dict(sampling.state_dict())
@@ -79,8 +80,19 @@ def test_differentiable_supernet_with_one_hot_weights_equals_path_sampling(name)
     for seed in range(3):
         arch = supernet.sample(space, seed=seed)
         sampling_state.set_arch(arch)
-        mixing_state.pin(arch)
+        set_weights(mixing_state, arch)
         torch.testing.assert_close(mixing(X), sampling(X))
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_differentiable_supernet_with_one_hot_weights_equals_path_sampling(name):
+    _check_mixing_equals_sampling(SMALL[name](), lambda state, arch: state.pin(arch))
+
+
+def _saturate(state: Any, arch: dict) -> None:
+    with torch.no_grad():
+        for label in state.labels():
+            state.alpha_of(label).fill_(-1e4)[state.alpha_values(label).index(arch[label])] = 0.0
 
 
 # cell spaces mix every edge (DARTS), which no one-hot weighting turns into a sampled cell
@@ -88,19 +100,7 @@ def test_differentiable_supernet_with_one_hot_weights_equals_path_sampling(name)
 def test_differentiable_mixing_with_saturated_weights_computes_the_path_sampling_output(name):
     """Unpinned: every candidate runs and the zero-padded outputs are summed, so candidates of
     different widths (channels, heads) must line up where they share weights."""
-    space = SMALL[name]()
-    sampling, sampling_state = convert(copy.deepcopy(space), "path_sampling")
-    mixing, mixing_state = convert(copy.deepcopy(space), "differentiable")
-    mixing.load_state_dict(sampling.state_dict())
-    sampling.eval(), mixing.eval()
-    for seed in range(3):
-        arch = supernet.sample(space, seed=seed)
-        sampling_state.set_arch(arch)
-        with torch.no_grad():
-            for label in mixing_state.labels():
-                values = mixing_state.alpha_values(label)
-                mixing_state.alpha_of(label).fill_(-1e4)[values.index(arch[label])] = 0.0
-        torch.testing.assert_close(mixing(X), sampling(X))
+    _check_mixing_equals_sampling(SMALL[name](), _saturate)
 
 
 def _params(net: torch.nn.Module) -> int:
