@@ -379,37 +379,3 @@ register_searched_model("darts-v1", DARTS, lambda: DARTS(width=36, num_cells=20,
                         "DARTS (first order) CIFAR-10 cells, C=36, 20 cells", "3.3M params (DARTS paper)")
 register_searched_model("darts-v2", DARTS, lambda: DARTS(width=36, num_cells=20, dataset="cifar"), lambda: DARTS_V2,
                         "DARTS (second order) CIFAR-10 cells, C=36, 20 cells", "3.3M params (DARTS paper)")
-
-# The cells of the other papers, as (operator, input) pairs per node (two per node, nodes 2..6);
-# built in this family's network at each paper's CIFAR-10 depth N (3N + 2 cells) and width F.
-NASNET_A = _genotype(
-    normal=[("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 0), ("sep_conv_3x3", 0), ("avg_pool_3x3", 1),
-            ("skip_connect", 0), ("avg_pool_3x3", 0), ("avg_pool_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 1)],
-    reduce=[("sep_conv_5x5", 1), ("sep_conv_7x7", 0), ("max_pool_3x3", 1), ("sep_conv_7x7", 0), ("avg_pool_3x3", 1),
-            ("sep_conv_5x5", 0), ("skip_connect", 3), ("avg_pool_3x3", 2), ("sep_conv_3x3", 2), ("max_pool_3x3", 1)])
-AMOEBANET_A = _genotype(
-    normal=[("avg_pool_3x3", 0), ("max_pool_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2), ("sep_conv_3x3", 0),
-            ("avg_pool_3x3", 3), ("sep_conv_3x3", 1), ("skip_connect", 1), ("skip_connect", 0), ("avg_pool_3x3", 1)],
-    reduce=[("avg_pool_3x3", 0), ("sep_conv_3x3", 1), ("max_pool_3x3", 0), ("sep_conv_7x7", 2), ("sep_conv_7x7", 0),
-            ("avg_pool_3x3", 1), ("max_pool_3x3", 0), ("max_pool_3x3", 1), ("conv_7x1_1x7", 0), ("sep_conv_3x3", 5)])
-_PNAS_CELL = [("sep_conv_5x5", 0), ("max_pool_3x3", 0), ("sep_conv_7x7", 1), ("max_pool_3x3", 1), ("sep_conv_5x5", 1),
-              ("sep_conv_3x3", 1), ("sep_conv_3x3", 4), ("max_pool_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 1)]
-PNASNET_5 = _genotype(normal=_PNAS_CELL, reduce=_PNAS_CELL)
-ENAS_CIFAR = _genotype(
-    normal=[("sep_conv_3x3", 1), ("skip_connect", 1), ("sep_conv_5x5", 1), ("skip_connect", 0), ("avg_pool_3x3", 0),
-            ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("avg_pool_3x3", 1), ("sep_conv_5x5", 1), ("avg_pool_3x3", 0)],
-    reduce=[("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 1), ("avg_pool_3x3", 1), ("sep_conv_3x3", 1),
-            ("avg_pool_3x3", 1), ("avg_pool_3x3", 1), ("sep_conv_5x5", 4), ("sep_conv_3x3", 5), ("sep_conv_5x5", 0)])
-
-register_searched_model("nasnet-a", NASNet, lambda: NASNet(width=32, num_cells=20, dataset="cifar"), lambda: NASNET_A,
-                        "NASNet-A CIFAR-10 cells, N=6, F=32 (20 cells)",
-                        "3.3M params (NASNet-A 6@768)")
-register_searched_model("amoebanet-a", AmoebaNet, lambda: AmoebaNet(width=36, num_cells=20, dataset="cifar"),
-                        lambda: AMOEBANET_A, "AmoebaNet-A CIFAR-10 cells, N=6, F=36 (20 cells)",
-                        "3.2M params")
-register_searched_model("pnas", PNAS, lambda: PNAS(width=48, num_cells=11, dataset="cifar"), lambda: PNASNET_5,
-                        "PNASNet-5 CIFAR-10 cell, N=3, F=48 (11 cells)",
-                        "3.2M params")
-register_searched_model("enas", ENAS, lambda: ENAS(width=36, num_cells=17, dataset="cifar"), lambda: ENAS_CIFAR,
-                        "ENAS micro-search CIFAR-10 cells, 15 normal + 2 reduction cells, F=36",
-                        "4.6M params")

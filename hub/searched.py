@@ -1,6 +1,8 @@
-"""Registry of published (searched) architectures, each built by freezing its space.
+"""Registry of published (searched) architectures, by name.
 
-A space file registers its published networks with :func:`register_searched_model`;
+A space file registers its published networks with :func:`register_searched_model` (an
+architecture of the space, frozen) or :func:`register_published_network` (a network the
+authors built outside the space's own macro network);
 users load them by name with ``hub.load_searched_model(name)`` or with the space's
 ``SpaceClass.load_searched_model(name)``.
 """
@@ -19,18 +21,18 @@ __all__ = [
     "SearchedModelsMixin",
     "list_searched_models",
     "load_searched_model",
+    "register_published_network",
     "register_searched_model",
 ]
 
 
 @dataclass(frozen=True)
 class SearchedModel:
-    """A published architecture: the space it lives in and how to build it."""
+    """A published architecture: the space it was searched in and how to build its network."""
 
     name: str
     space: type
-    build_space: Callable[[], nn.Module]
-    arch: Callable[[], dict]
+    build: Callable[[], nn.Module]
     description: str = ""
     reported: str = ""  # the authors' own figures (parameters, multiply-adds), where they publish them
 
@@ -48,9 +50,22 @@ def register_searched_model(
 ) -> None:
     """Register a published architecture ``name`` as ``freeze(build_space(), arch())``;
     ``reported`` quotes the authors' figures for it (shown in the hub table)."""
+
+    def build() -> nn.Module:
+        from supernet import freeze
+
+        return freeze(build_space(), arch())
+
+    register_published_network(name, space, build, description, reported)
+
+
+def register_published_network(name: str, space: type, build: Callable[[], nn.Module], description: str = "",
+                               reported: str = "") -> None:
+    """Register a published architecture whose authors built it in a network of their own: ``build()``
+    returns it as a fixed network of plain torch modules; ``space`` is the space it belongs to."""
     if name in _REGISTRY:
         raise ValueError(f"searched model {name!r} is registered twice")
-    _REGISTRY[name] = SearchedModel(name, space, build_space, arch, description, reported)
+    _REGISTRY[name] = SearchedModel(name, space, build, description, reported)
 
 
 def list_searched_models(space: type | None = None) -> list[str]:
@@ -65,8 +80,6 @@ def load_searched_model(name: str, pretrained: bool = False, weights: str | os.P
     ``weights`` is a local state-dict file (nothing is downloaded); ``pretrained=True``
     requires it. Loading uses ``torch.load(..., weights_only=True)``.
     """
-    from supernet import freeze
-
     allowed = list_searched_models(space)
     if name not in allowed:
         where = f" of {space.__name__}" if space is not None else ""
@@ -76,8 +89,7 @@ def load_searched_model(name: str, pretrained: bool = False, weights: str | os.P
             f"pretrained=True for {name!r} needs weights=<path to a local state-dict file>; "
             "no weights are downloaded at run time"
         )
-    entry = _REGISTRY[name]
-    model = freeze(entry.build_space(), entry.arch())
+    model = _REGISTRY[name].build()
     if weights is not None:
         _load_weights(model, name, weights)
     return model

@@ -134,15 +134,33 @@ def test_mobilenetv3_published_networks_equal_torchvisions(name, reference):
     torch.testing.assert_close(net(x), expected(x))
 
 
-# Every published network's parameter count as built here. darts-v2 and the MobileNetV3s equal the
-# authors' networks (tests above); the others are pinned so that a change to a space shows up.
+# Every published network's parameter count as built here. darts-v2, the MobileNetV3s and the TF-slim
+# NASNet-family networks equal the authors' networks (tests above and below); the others are pinned so
+# that a change to a space shows up.
 PUBLISHED_PARAMS = {
-    "darts-v1": 3_169_414, "darts-v2": 3_349_342, "nasnet-a": 3_061_738, "amoebanet-a": 3_145_078,
-    "pnas": 4_271_002, "enas": 3_327_310,
+    "darts-v1": 3_169_414, "darts-v2": 3_349_342,
+    "nasnet-a": 3_346_538, "nasnet-a-mobile": 5_289_978, "nasnet-a-large": 88_753_150,
+    "amoebanet-a": 3_218_266, "pnas": 3_189_082, "pnasnet-5-large": 86_057_668, "enas": 3_435_660,
     "proxyless-mobile": 4_080_512, "proxyless-gpu": 7_119_848, "proxyless-cpu": 4_361_648,
     "mobilenetv3-large-100": 5_483_032, "mobilenetv3-small-100": 2_542_856, "spos": 3_558_464,
     "autoformer-tiny": 5_867_944, "autoformer-small": 22_891_432, "autoformer-base": 53_691_688,
 }
+IMAGENET_CELL_NETWORKS = {"nasnet-a-mobile", "nasnet-a-large", "pnasnet-5-large"}
+
+
+@pytest.mark.parametrize(("name", "released"), [
+    ("nasnet-a-mobile", 5_289_978), ("nasnet-a-large", 88_753_150), ("pnasnet-5-large", 86_057_668)])
+def test_tf_slim_networks_have_the_released_checkpoints_parameter_counts(name, released):
+    # the released ImageNet checkpoints (1000 classes, no auxiliary head) pin every detail of the
+    # TF-slim network that the CIFAR-10 entries share
+    assert _params(hub.load_searched_model(name)) == released
+
+
+@pytest.mark.parametrize(("name", "reported"), [
+    ("nasnet-a", 3.3e6), ("amoebanet-a", 3.2e6), ("pnas", 3.2e6), ("nasnet-a-mobile", 5.3e6),
+    ("pnasnet-5-large", 86.1e6)])
+def test_nasnet_family_networks_round_to_the_papers_figures(name, reported):
+    assert round(_params(hub.load_searched_model(name)), -5) == reported
 
 
 def test_every_published_network_has_a_pinned_parameter_count():
@@ -154,7 +172,8 @@ def test_published_network_is_plain_torch_and_runs_at_its_input_size(name):
     net = hub.load_searched_model(name).eval()
     assert _params(net) == PUBLISHED_PARAMS[name]
     assert_plain(net)
-    size, classes = (32, 10) if issubclass(_REGISTRY[name].space, hub.NDS) else (224, 1000)
+    cifar = issubclass(_REGISTRY[name].space, hub.NDS) and name not in IMAGENET_CELL_NETWORKS
+    size, classes = (32, 10) if cifar else (224, 1000)
     with torch.no_grad():
         assert net(torch.randn(1, 3, size, size)).shape == (1, classes)
 
@@ -179,6 +198,32 @@ def test_published_networks_are_scoped_to_their_space():
     assert hub.AutoformerSpace.list_searched_models() == ["autoformer-base", "autoformer-small", "autoformer-tiny"]
     with pytest.raises(ValueError, match="unknown searched model 'spos' of DARTS; available: darts-v1, darts-v2"):
         hub.DARTS.load_searched_model("spos")
+
+
+def test_tf_slim_network_trains_with_its_auxiliary_head_and_drop_path():
+    from hub.nasnet_published import NASNET_A_NORMAL, NASNET_A_REDUCTION
+
+    net = hub.SlimCellNetwork(NASNET_A_NORMAL, NASNET_A_REDUCTION, num_cells=3, filters=8, auxiliary_head=True,
+                              drop_path_prob=0.3)
+    logits, aux = net(torch.randn(2, 3, 32, 32))
+    assert logits.shape == aux.shape == (2, 10)
+    (logits.sum() + aux.sum()).backward()
+    assert net.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_enas_final_network_runs_its_cells_at_any_depth():
+    from hub.nasnet_published import ENAS_CIFAR_ARC
+
+    net = hub.ENASMicroNetwork(ENAS_CIFAR_ARC, num_layers=3, filters=8, drop_path_prob=0.2)
+    net(torch.randn(2, 3, 32, 32)).sum().backward()
+
+
+def test_unknown_tf_slim_operation_names_it_and_the_allowed_ones():
+    from hub.nasnet_published import CellSpec
+
+    spec = CellSpec(("separable_3x3",) + ("none",) * 9, (0,) * 10, (1, 1, 0, 0, 0, 0, 0))
+    with pytest.raises(ValueError, match="unknown TF-slim cell operation 'separable_3x3'; allowed: separable_KxK_N"):
+        hub.SlimCellNetwork(spec, spec, num_cells=3, filters=8)
 
 
 def test_space_sizes():
