@@ -305,12 +305,12 @@ def _resolution(image_size: int, stem: str, reductions: int) -> int:
 # -- ENAS's micro-search network -------------------------------------------------------------------------------
 ENAS_OPERATIONS = ("separable_3x3_2", "separable_5x5_2", "avg_pool_3x3", "max_pool_3x3", "none")
 
-# The ENAS paper's CIFAR-10 cells (as NAS genotype collections list them) in ENAS's code notation:
-# per node (input, operation, input, operation); inputs 0 and 1 are the cell's two predecessors (the older
-# first), 2-6 its nodes; operations index ENAS_OPERATIONS.
+# ENAS's CIFAR-10 cells as its authors released them (the fixed arc of their final-training script), in
+# their code's notation: per node (input, operation, input, operation); inputs 0 and 1 are the cell's two
+# predecessors (the older first), 2-6 its nodes; operations index ENAS_OPERATIONS.
 ENAS_CIFAR_ARC = {
-    "normal": [(1, 0, 1, 4), (1, 1, 0, 4), (0, 2, 1, 0), (0, 0, 1, 2), (1, 1, 0, 2)],
-    "reduction": [(0, 1, 1, 2), (1, 0, 1, 2), (1, 0, 1, 2), (4, 1, 1, 2), (5, 0, 0, 1)],
+    "normal": [(0, 2, 0, 0), (0, 4, 0, 1), (0, 4, 1, 1), (1, 0, 0, 1), (0, 2, 1, 1)],
+    "reduction": [(1, 0, 1, 0), (0, 3, 0, 2), (1, 1, 3, 1), (1, 0, 0, 4), (0, 3, 1, 1)],
 }
 
 
@@ -357,7 +357,7 @@ class ENASCell(nn.Module):
 class ENASMicroNetwork(nn.Module):
     """ENAS's final CIFAR network: a 3x3 stem of ``3 * filters`` channels, ``num_layers`` normal cells
     and two reduction cells (after a third and two thirds of them) that double the width, then a
-    linear classifier without bias."""
+    linear classifier without bias. The defaults are the released final-training script's."""
 
     def __init__(self, arc: dict[str, list[tuple[int, int, int, int]]], num_layers: int = 15, filters: int = 36,
                  num_labels: int = 10, dropout: float = 0.0, drop_path_prob: float = 0.0) -> None:
@@ -407,6 +407,8 @@ _SLIM = [
 ]
 for _name, _space, _build, _description, _reported in _SLIM:
     register_published_network(_name, _space, _build, _description, _reported)
-register_published_network("enas", ENAS, lambda: ENASMicroNetwork(ENAS_CIFAR_ARC, 15, 36),
-                           "ENAS micro-search final network, CIFAR-10: 15 normal + 2 reduction cells, F=36",
-                           "4.6M params")
+# The paper replicates the normal cell N = 6 times per stage; the released script trains N = 5
+# (num_layers=15, 3,894,372 parameters, as the authors' code counts them).
+register_published_network("enas", ENAS, lambda: ENASMicroNetwork(ENAS_CIFAR_ARC, 18, 36),
+                           "ENAS micro-search final network, CIFAR-10: 18 normal + 2 reduction cells (N=6), F=36",
+                           "4.6M params (paper)")

@@ -134,13 +134,16 @@ def test_mobilenetv3_published_networks_equal_torchvisions(name, reference):
     torch.testing.assert_close(net(x), expected(x))
 
 
-# Every published network's parameter count as built here. darts-v2, the MobileNetV3s and the TF-slim
-# NASNet-family networks equal the authors' networks (tests above and below); the others are pinned so
-# that a change to a space shows up.
+# Every published network's parameter count as built here, each equal to its authors' own count:
+# darts-v1/v2 as the authors' DARTS code builds them (3.3M in the paper for both), the TF-slim networks
+# as the released checkpoints (tests below), enas as the authors' ENAS code (test below), the
+# ProxylessNAS networks as their training logs print them (test below), the MobileNetV3s as
+# torchvision, spos as its README, and AutoFormer-T/S/B as the authors' code counts its released subnets
+# (get_sampled_params_numel; the paper prints 5.7M, 22.9M and 54M, the README 5.8M, 22.9M and 53.7M).
 PUBLISHED_PARAMS = {
     "darts-v1": 3_169_414, "darts-v2": 3_349_342,
     "nasnet-a": 3_346_538, "nasnet-a-mobile": 5_289_978, "nasnet-a-large": 88_753_150,
-    "amoebanet-a": 3_218_266, "pnas": 3_189_082, "pnasnet-5-large": 86_057_668, "enas": 3_435_660,
+    "amoebanet-a": 3_218_266, "pnas": 3_189_082, "pnasnet-5-large": 86_057_668, "enas": 4_587_372,
     "proxyless-mobile": 4_080_512, "proxyless-gpu": 7_119_848, "proxyless-cpu": 4_361_648,
     "mobilenetv3-large-100": 5_483_032, "mobilenetv3-small-100": 2_542_856, "spos": 3_558_464,
     "autoformer-tiny": 5_867_944, "autoformer-small": 22_891_432, "autoformer-base": 53_691_688,
@@ -158,7 +161,7 @@ def test_tf_slim_networks_have_the_released_checkpoints_parameter_counts(name, r
 
 @pytest.mark.parametrize(("name", "reported"), [
     ("nasnet-a", 3.3e6), ("amoebanet-a", 3.2e6), ("pnas", 3.2e6), ("nasnet-a-mobile", 5.3e6),
-    ("pnasnet-5-large", 86.1e6)])
+    ("pnasnet-5-large", 86.1e6), ("enas", 4.6e6)])
 def test_nasnet_family_networks_round_to_the_papers_figures(name, reported):
     assert round(_params(hub.load_searched_model(name)), -5) == reported
 
@@ -209,6 +212,25 @@ def test_tf_slim_network_trains_with_its_auxiliary_head_and_drop_path():
     assert logits.shape == aux.shape == (2, 10)
     (logits.sum() + aux.sum()).backward()
     assert net.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_enas_final_network_of_the_released_script_has_the_authors_code_count_and_widths():
+    # the released final-training script (15 layers, 36 filters) builds 3,894,372 parameters in the
+    # authors' TensorFlow code, whose cells output 180, 288, 360, 576 and 720 channels
+    from hub.nasnet_published import ENAS_CIFAR_ARC
+
+    net = hub.ENASMicroNetwork(ENAS_CIFAR_ARC, num_layers=15, filters=36)
+    assert _params(net) == 3_894_372
+    widths = [cell.out_channels for cell in net.cells]
+    assert widths == [180] * 5 + [288] + [360] * 5 + [576] + [720] * 5
+
+
+def test_proxylessnas_networks_match_the_released_training_logs():
+    for name, params, flops in (("proxyless-mobile", 4.08, 320.4), ("proxyless-gpu", 7.12, 465.3),
+                                ("proxyless-cpu", 4.36, 439.2)):
+        net = hub.load_searched_model(name)
+        assert round(_params(net) / 1e6, 2) == params
+        assert round(_multiply_adds(net, 224) / 1e6, 1) == flops
 
 
 def test_enas_final_network_runs_its_cells_at_any_depth():
