@@ -138,8 +138,9 @@ def test_mobilenetv3_published_networks_equal_torchvisions(name, reference):
 # darts-v1/v2 as the authors' DARTS code builds them (3.3M in the paper for both), the TF-slim networks
 # as the released checkpoints (tests below), enas as the authors' ENAS code (test below), the
 # ProxylessNAS networks as their training logs print them (test below), the MobileNetV3s as
-# torchvision, spos as its README, and AutoFormer-T/S/B as the authors' code counts its released subnets
-# (get_sampled_params_numel; the paper prints 5.7M, 22.9M and 54M, the README 5.8M, 22.9M and 53.7M).
+# torchvision, spos as the authors' SPOS code (3.5M in their README), and AutoFormer-T/S/B as the
+# authors' code counts its released subnets (get_sampled_params_numel; the paper prints 5.7M, 22.9M
+# and 54M, the README 5.8M, 22.9M and 53.7M).
 PUBLISHED_PARAMS = {
     "darts-v1": 3_169_414, "darts-v2": 3_349_342,
     "nasnet-a": 3_346_538, "nasnet-a-mobile": 5_289_978, "nasnet-a-large": 88_753_150,
