@@ -64,8 +64,10 @@ def build_trainer(cfg: DictConfig, out: Path, stage: str, **overrides: Any) -> p
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     loggers = [CSVLogger(out, name="logs", version=stage), TensorBoardLogger(out, name="tensorboard", version=stage)]
+    # the latest epoch as last.ckpt, rewritten every epoch so that a killed run can resume (save_last alone
+    # writes only when another checkpoint was written in the same step, or when training ends)
     callbacks = [ModelCheckpoint(dirpath=out / ("checkpoints" if stage == "search" else f"{stage}/checkpoints"),
-                                 save_last=True, save_top_k=0)]
+                                 filename="last", save_top_k=1)]
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.update(overrides)
     return instantiate(trainer_cfg, logger=loggers, callbacks=callbacks + trainer_cfg.pop("callbacks", []),

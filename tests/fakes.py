@@ -1,6 +1,8 @@
-"""Small stand-ins for the CLI tests: a tiny image space and a random-image data module."""
+"""Small stand-ins for the CLI tests: a tiny image space, a random-image data module, a process killer."""
 
 from __future__ import annotations
+
+import os
 
 import pytorch_lightning as pl
 import torch
@@ -54,3 +56,14 @@ class RandomImageDataModule(pl.LightningDataModule):
         return self._loader(self.num_train, len(self.x))
 
     test_dataloader = val_dataloader
+
+
+class KillAtEpochStart(pl.Callback):
+    """Ends the process at once when ``epoch`` starts, as ``kill -9`` would: no clean-up, no checkpoint."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            os._exit(137)

@@ -58,13 +58,18 @@ def test_finetune_export_and_space_modes(searched, tmp_path):
     assert json.loads((tmp_path / "space" / "search_space.json").read_text())["width"]["_type"] == "choice"
 
 
-def test_search_resumes_from_a_checkpoint(searched, tmp_path):
-    done = train(*TINY, "algorithm=darts", "trainer.max_epochs=2", f"ckpt_path={searched / 'checkpoints/last.ckpt'}",
+def test_a_killed_search_resumes_from_its_last_checkpoint_and_finishes(tmp_path):
+    three_epochs = [*TINY, "algorithm=darts", "trainer.max_epochs=3"]
+    killed = train(*three_epochs, "+trainer.callbacks=[{_target_:tests.fakes.KillAtEpochStart,epoch:2}]",
+                   f"hydra.run.dir={tmp_path / 'killed'}")
+    assert killed.returncode == 137 and not (tmp_path / "killed" / "arch.json").exists()
+    done = train(*three_epochs, f"ckpt_path={tmp_path / 'killed' / 'checkpoints' / 'last.ckpt'}",
                  f"hydra.run.dir={tmp_path / 'resumed'}")
     assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "resumed" / "arch.json").exists()
     with open(tmp_path / "resumed" / "logs" / "search" / "metrics.csv") as f:
         epochs = {row["epoch"] for row in csv.DictReader(f)}
-    assert epochs == {"1"}, "the resumed run trains only the remaining epoch"
+    assert epochs == {"2"}, "the resumed run trains only the epoch the killed one did not finish"
 
 
 @pytest.mark.parametrize(("args", "message"), [
