@@ -237,9 +237,18 @@ class _EntangledBatchNorm(EntangledUnit):
         return state
 
     def forward_with(self, arch: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+        """Normalise the leading ``num_features`` channels; the running statistics of the widest
+        setting are updated in their leading slice only.
+
+        The momentum is the module's ``momentum`` attribute, as for a plain BatchNorm (so
+        ``momentum = None``, a cumulative average, works here too: SPOS's recalibration), unless
+        the architecture searches it and the attribute is not ``None``.
+        """
         v = self.values(arch)
         n = v["num_features"]
-        momentum = v.get("momentum", 0.1)
+        momentum = self.momentum
+        if momentum is not None and contains_choice(self.init_arguments.get("momentum")):
+            momentum = v["momentum"]
         use_batch_stats = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
@@ -250,7 +259,7 @@ class _EntangledBatchNorm(EntangledUnit):
             self.running_mean[:n] if self.track_running_stats else None,
             self.running_var[:n] if self.track_running_stats else None,
             self.weight[:n] if self.affine else None, self.bias[:n] if self.affine else None,
-            use_batch_stats, momentum if momentum is not None else 0.0, v.get("eps", 1e-5))
+            use_batch_stats, momentum if momentum is not None else 0.0, v.get("eps", self.eps))
 
 
 class EntangledBatchNorm1d(_EntangledBatchNorm, nn.BatchNorm1d):
