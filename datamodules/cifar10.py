@@ -37,8 +37,9 @@ class CIFAR10DataModule(SearchDataModule):
     num_classes = 10
 
     def __init__(self, root: str = "data", batch_size: int = 64, num_workers: int = 2, download: bool = True,
-                 cutout_length: int = 16, search: bool = False, seed: int = 0) -> None:
-        super().__init__(batch_size, num_workers, search, seed)
+                 cutout_length: int = 16, search: bool = False, seed: int = 0,
+                 val_fraction: float = 0.1) -> None:
+        super().__init__(batch_size, num_workers, search, seed, val_fraction)
         self.root, self.download, self.cutout_length = root, download, cutout_length
 
     def prepare_data(self) -> None:
@@ -59,5 +60,5 @@ class CIFAR10DataModule(SearchDataModule):
             augment.append(Cutout(self.cutout_length))
         plain = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
         self.train_set = datasets.CIFAR10(self.root, train=True, transform=transforms.Compose(augment))
-        self.search_val_set = datasets.CIFAR10(self.root, train=True, transform=plain) if self.search else None
+        self.train_eval_set = datasets.CIFAR10(self.root, train=True, transform=plain)
         self.test_set = datasets.CIFAR10(self.root, train=False, transform=plain)

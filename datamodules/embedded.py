@@ -66,8 +66,9 @@ class EmbeddedDataModule(SearchDataModule):
     num_classes = len(CLASSES)
 
     def __init__(self, num_train: int = 5000, num_test: int = 1000, batch_size: int = 64, num_workers: int = 0,
-                 search: bool = False, seed: int = 0) -> None:
-        super().__init__(batch_size, num_workers, search, seed)
+                 search: bool = False, seed: int = 0,
+                 val_fraction: float = 0.1) -> None:
+        super().__init__(batch_size, num_workers, search, seed, val_fraction)
         for name, value in (("num_train", num_train), ("num_test", num_test)):
             if not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an int >= 2, got {value!r}")

@@ -19,8 +19,9 @@ class ImageFolderDataModule(SearchDataModule):
     for validation."""
 
     def __init__(self, root: str, image_size: int = 224, batch_size: int = 64, num_workers: int = 8,
-                 search: bool = False, seed: int = 0) -> None:
-        super().__init__(batch_size, num_workers, search, seed)
+                 search: bool = False, seed: int = 0,
+                 val_fraction: float = 0.1) -> None:
+        super().__init__(batch_size, num_workers, search, seed, val_fraction)
         self.root, self.image_size = root, image_size
         self.num_classes = 0
 
@@ -39,7 +40,6 @@ class ImageFolderDataModule(SearchDataModule):
         evaluate = transforms.Compose([transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size),
                                        transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
         self.train_set = datasets.ImageFolder(os.path.join(self.root, "train"), transform=train)
-        self.search_val_set = datasets.ImageFolder(os.path.join(self.root, "train"), transform=evaluate) \
-            if self.search else None
+        self.train_eval_set = datasets.ImageFolder(os.path.join(self.root, "train"), transform=evaluate)
         self.test_set = datasets.ImageFolder(os.path.join(self.root, "val"), transform=evaluate)
         self.num_classes = len(self.train_set.classes)
