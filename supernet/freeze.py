@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from supernet.context import fixed_arch, no_fixed_arch
 from supernet.primitives.base import Mutable
@@ -84,7 +85,7 @@ def freeze_in_place(module: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
 
 
 def _inherit(fixed: nn.Module, donor: nn.Module) -> None:
-    missing = sorted(set(fixed.state_dict()) - set(donor.state_dict()))
+    missing = sorted(set(fixed.state_dict()) - set(donor.state_dict()) - _identity_affine(fixed, donor))
     if missing:
         raise ValueError(f"cannot inherit weights: the rebuilt network has {len(missing)} tensors the supernet "
                          f"does not (e.g. {missing[0]!r})")
@@ -96,3 +97,15 @@ def _reset_parameters(module: nn.Module) -> None:
         reset = getattr(m, "reset_parameters", None)
         if callable(reset):
             reset()
+
+
+def _identity_affine(fixed: nn.Module, donor: nn.Module) -> set[str]:
+    """The scale and shift of the fixed net's affine BatchNorms whose supernet BatchNorm has none
+    (a DARTS or SPOS search supernet): they keep their initial 1 and 0, which compute the same."""
+    donors = dict(donor.named_modules())
+    names: set[str] = set()
+    for path, module in fixed.named_modules():
+        other = donors.get(path)
+        if isinstance(module, _BatchNorm) and module.affine and isinstance(other, _BatchNorm) and not other.affine:
+            names |= {f"{path}.weight", f"{path}.bias"}
+    return names
