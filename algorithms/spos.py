@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
+import warnings
 from typing import Any
 
 import torch
@@ -16,15 +18,30 @@ from algorithms.cost import count_flops
 
 __all__ = ["SposModule"]
 
+_MAX_KEPT_PER_BIN = 100  # draws kept for later steps, per FLOPs bin
+
 
 class SposModule(OneShotAlgorithm):
     """Train the supernet on uniformly sampled paths (only those within the FLOPs / params
     range, if given), then search it by evolution under the same budget.
 
+    Supernet training samples uniformly over architectures, or, with ``flops_bins=B``, as the
+    authors' supernet training does (src/Supernet/train.py): a FLOPs bin uniformly among B
+    equal bins over [min_flops, max_flops] (the space's cheapest / dearest architecture where
+    not given), then a uniform architecture within it. FLOPs are ``cost``'s, the budget's unit.
+
     Each candidate is scored after recalibrating BatchNorm statistics on
-    ``bn_calibration_batches`` training batches, by accuracy on ``eval_batches`` batches of
-    the held-out half. Paper defaults: population 50, 20 generations, top-k 10, half of
-    each generation by mutation (probability 0.1 per decision), half by crossover.
+    ``bn_calibration_batches`` training batches (train mode, no gradient), by accuracy on
+    ``eval_batches`` batches of the held-out half; see ``score``.
+
+    Evolution as the authors' src/Search/search.py: population 50 random candidates, then
+    ``generations`` (20) times: the top-k (10) of everything scored so far are parents;
+    ``population * (1 - crossover_fraction)`` (25) children by mutation (each decision redrawn
+    with probability 0.1), ``population * crossover_fraction`` (25) by uniform crossover, each
+    with at most 10 tries per child wanted, and new random candidates fill up the population.
+    A candidate is never scored twice: children already scored (or over budget) are rejected
+    and redrawn, so 50 + 20 * 50 distinct candidates are scored when the space is large
+    enough. ``history`` has one row per scored generation (``evaluated``: its size).
     Export: the best; ``topk`` holds (arch, FLOPs, params, accuracy) of the best k.
     """
 
@@ -34,10 +51,11 @@ class SposModule(OneShotAlgorithm):
                  max_params: float | None = None, population: int = 50, generations: int = 20, topk: int = 10,
                  mutation_prob: float = 0.1, crossover_fraction: float = 0.5, bn_calibration_batches: int = 20,
                  eval_batches: int = 10, example_input_shape: tuple[int, ...] = (3, 32, 32),
-                 max_sampling_tries: int = 1000, **kwargs: Any) -> None:
+                 max_sampling_tries: int = 1000, flops_bins: int | None = None, **kwargs: Any) -> None:
         check_positive(population=population, generations=generations, topk=topk,
                        bn_calibration_batches=bn_calibration_batches, eval_batches=eval_batches)
-        for name, value in [("max_flops", max_flops), ("min_flops", min_flops), ("max_params", max_params)]:
+        for name, value in [("max_flops", max_flops), ("min_flops", min_flops), ("max_params", max_params),
+                            ("flops_bins", flops_bins)]:
             if value is not None:
                 check_positive(**{name: value})
         if not 0 <= mutation_prob <= 1 or not 0 <= crossover_fraction <= 1:
@@ -48,9 +66,12 @@ class SposModule(OneShotAlgorithm):
         super().__init__(space, **kwargs)
         self.save_hyperparameters(ignore=["space"])
         self.topk: list[dict[str, Any]] = []
-        self.history: list[dict[str, float]] = []  # best / mean top-k accuracy per generation
+        self.history: list[dict[str, float]] = []  # per scored generation: size, best / mean top-k accuracy
         self.best_arch: dict[str, Any] | None = None
         self._cost_cache: dict[str, tuple[int, int]] = {}
+        self._flops_range: tuple[float, float] | None = None
+        self._bin_queues: dict[int, list[dict[str, Any]]] = {}  # drawn architectures not yet used, by FLOPs bin
+        self._empty_bins: set[int] = set()
 
     # -- budget -----------------------------------------------------------------------------------------
     def cost(self, arch: dict[str, Any]) -> tuple[int, int]:
@@ -103,9 +124,64 @@ class SposModule(OneShotAlgorithm):
                              f"({params:,} parameters)")
 
     # -- supernet training ------------------------------------------------------------------------------
+    def sample_for_training(self) -> dict[str, Any]:
+        """The path of one supernet training step: uniform within the budget, or uniform over
+        FLOPs bins (``flops_bins``)."""
+        if self.hparams.flops_bins is None:
+            return self.sample_within_budget()
+        bins = self.hparams.flops_bins
+        while True:
+            live = [b for b in range(bins) if b not in self._empty_bins]
+            if not live:
+                raise RuntimeError(f"no architecture within the budget in any of the {bins} FLOPs bins over "
+                                   f"{self._bin_range()}")
+            target = live[int(torch.randint(0, len(live), (1,), generator=self.generator))]
+            queue = self._bin_queues.setdefault(target, [])
+            # Rejection sampling as the authors' get_uniform_sample_cand, but a draw that lands in another
+            # bin is kept for that bin: it is a uniform draw conditioned on its bin all the same.
+            for _ in range(self.hparams.max_sampling_tries):
+                if queue:
+                    return queue.pop(0)
+                arch = self.sample_uniform()
+                if self.within_budget(arch):
+                    kept = self._bin_queues.setdefault(self._flops_bin(self.cost(arch)[0]), [])
+                    if len(kept) < _MAX_KEPT_PER_BIN:
+                        kept.append(arch)
+            if queue:
+                return queue.pop(0)
+            # The authors fall back to an unconstrained random path; we sample over the bins that can be hit.
+            self._empty_bins.add(target)
+            warnings.warn(f"FLOPs bin {target} of {bins} over {self._bin_range()} was not hit in "
+                          f"{self.hparams.max_sampling_tries} uniform draws; sampling the other bins", stacklevel=2)
+
+    def _bin_range(self) -> tuple[float, float]:
+        """[min_flops, max_flops], the cheapest / dearest architecture's FLOPs where not given."""
+        if self._flops_range is None:
+            from algorithms.cost import CostModel
+
+            hp = self.hparams
+            lo, hi = hp.min_flops, hp.max_flops
+            if lo is None or hi is None:
+                model = CostModel(self.supernet, self.arch, torch.zeros(1, *hp.example_input_shape, device=self.device))
+                default = self.arch.space.default_arch()
+                if lo is None:
+                    lo = self.cost({**default, **model.cheapest()})[0]
+                if hi is None:
+                    dearest = {label: max(model.state.alpha_values(label),
+                                          key=lambda v, label=label: model.cost({**model.reference, label: v}))
+                               for label in model.delta}
+                    hi = self.cost({**default, **dearest})[0]
+            self._flops_range = (float(lo), float(hi))
+        return self._flops_range
+
+    def _flops_bin(self, flops: float) -> int:
+        lo, hi = self._bin_range()
+        bins = self.hparams.flops_bins
+        return 0 if hi <= lo else min(max(int((flops - lo) / (hi - lo) * bins), 0), bins - 1)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x, y), _ = split_batch(batch) if not isinstance(batch, (list, tuple)) else (batch[:2], None)
-        self.arch.set_arch(self.sample_within_budget())
+        self.arch.set_arch(self.sample_for_training())
         self.weight_step(x, y)
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +200,14 @@ class SposModule(OneShotAlgorithm):
 
     @torch.no_grad()
     def score(self, arch: dict[str, Any], calibration: list, evaluation: list) -> float:
-        """Accuracy of ``arch`` on ``evaluation`` after recalibrating BatchNorm on ``calibration``."""
+        """Accuracy of ``arch`` on ``evaluation`` after recalibrating BatchNorm on ``calibration``.
+
+        Every BatchNorm (weight-entangled ones included) restarts its statistics and takes the
+        cumulative average (momentum None) of the per-batch mean and unbiased variance over the
+        calibration batches, forward passes in train mode without gradient. The authors'
+        src/Search/tester.py resets the statistics too but keeps momentum 0.1 over 200 batches of
+        128 images; the exact average lets the default 20 batches suffice.
+        """
         self.arch.set_arch(arch)
         norms = [m for m in self.supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         for m in norms:
@@ -152,48 +235,63 @@ class SposModule(OneShotAlgorithm):
         saved_momentum = {m: m.momentum for m in self.supernet.modules()
                           if isinstance(m, nn.modules.batchnorm._BatchNorm)}
         scored: dict[str, dict[str, Any]] = {}
+        self.history = []
 
-        def evaluate(arch: dict[str, Any]) -> None:
+        def admit(arch: dict[str, Any]) -> bool:
+            """Score ``arch`` if it is new and within the budget (the authors' ``is_legal``)."""
+            try:
+                arch = space.validate(arch)
+            except ValueError:
+                return False
             key = json.dumps(arch, sort_keys=True, default=str)
-            if key not in scored:
-                flops, params = self.cost(arch)
-                scored[key] = {"arch": arch, "flops": flops, "params": params,
-                               "accuracy": self.score(arch, calibration, evaluation)}
+            if key in scored or not self.within_budget(arch):
+                return False
+            flops, params = self.cost(arch)
+            scored[key] = {"arch": arch, "flops": flops, "params": params,
+                           "accuracy": self.score(arch, calibration, evaluation)}
+            return True
 
-        population = [self.sample_within_budget() for _ in range(hp.population)]
-        progress = _progress(hp.generations, "SPOS evolution", self.trainer)
-        for generation in range(hp.generations):
-            for arch in population:
-                evaluate(arch)
-            ranked = sorted(scored.values(), key=lambda r: -r["accuracy"])
-            parents = [r["arch"] for r in ranked[: hp.topk]]
-            self.history.append({"generation": generation, "best_accuracy": ranked[0]["accuracy"],
-                                 "mean_accuracy": sum(r["accuracy"] for r in ranked[: hp.topk]) / len(parents)})
+        def add(propose: Any, count: int, tries: int) -> int:
+            added = 0
+            for _ in range(tries):
+                if added == count:
+                    break
+                added += admit(propose())
+            return added
+
+        def mutant(parents: list[dict[str, Any]]) -> dict[str, Any]:
+            parent, fresh = rng.choice(parents), supernet.sample(space, seed=rng.randrange(2**31))
+            return {k: fresh.get(k, v) if rng.random() < hp.mutation_prob else v for k, v in parent.items()}
+
+        def crossover(parents: list[dict[str, Any]]) -> dict[str, Any]:
+            a, b = rng.sample(parents, 2) if len(parents) > 1 else (parents[0], parents[0])
+            return {k: (a if rng.random() < 0.5 else b)[k] for k in a}
+
+        def random_fill(size: int) -> int:  # the authors' get_random: new random candidates up to ``population``
+            return size + add(self.sample_uniform, hp.population - size, (hp.population - size) * hp.max_sampling_tries)
+
+        def record(size: int) -> list[dict[str, Any]]:
+            if not scored:
+                raise RuntimeError(f"no architecture within the budget found in "
+                                   f"{hp.population * hp.max_sampling_tries} uniform samples")
+            top = sorted(scored.values(), key=lambda r: -r["accuracy"])[: hp.topk]
+            self.history.append({"generation": len(self.history), "evaluated": size,
+                                 "best_accuracy": top[0]["accuracy"],
+                                 "mean_accuracy": sum(r["accuracy"] for r in top) / len(top)})
             for logger in self.loggers:  # self.log is not allowed once training has ended
-                logger.log_metrics({f"search/{k}": v for k, v in self.history[-1].items()}, step=generation)
-            n_cross = int(hp.population * hp.crossover_fraction)
-            children = []
-            for i in range(hp.population):
-                for _ in range(hp.max_sampling_tries):
-                    if i < n_cross and len(parents) > 1:
-                        a, b = rng.sample(parents, 2)
-                        child = {k: (a if rng.random() < 0.5 else b)[k] for k in a}
-                    else:
-                        parent = rng.choice(parents)
-                        child = {k: (supernet.sample(space, seed=rng.randrange(2**31))[k]
-                                     if rng.random() < hp.mutation_prob else v) for k, v in parent.items()}
-                    try:
-                        child = space.validate(child)
-                    except ValueError:
-                        continue
-                    if self.within_budget(child):
-                        children.append(child)
-                        break
-            population = children or population
+                logger.log_metrics({f"search/{k}": v for k, v in self.history[-1].items()}, step=len(self.history))
+            return [r["arch"] for r in top]
+
+        parents = record(random_fill(0))
+        n_cross = int(hp.population * hp.crossover_fraction)
+        n_mutation = hp.population - n_cross
+        progress = _progress(hp.generations, "SPOS evolution", self._trainer)
+        for _ in range(hp.generations):
+            size = add(functools.partial(mutant, parents), n_mutation, 10 * n_mutation)  # search.py: 10 * num tries
+            size += add(functools.partial(crossover, parents), n_cross, 10 * n_cross)
+            parents = record(random_fill(size))
             progress.update(1)
         progress.close()
-        for arch in population:
-            evaluate(arch)
         for m, momentum in saved_momentum.items():
             m.momentum = momentum
         ranked = sorted(scored.values(), key=lambda r: -r["accuracy"])
