@@ -98,12 +98,20 @@ class OneShotAlgorithm(pl.LightningModule):
 
     # -- the network ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.supernet(x)
+        out = self._run_supernet(x)
         return out[0] if isinstance(out, tuple) else out
+
+    def _run_supernet(self, x: torch.Tensor) -> Any:
+        # Under mixed precision a training step is one autocast region, and autocast caches its
+        # low-precision copy of each weight for the whole region. One-shot steps update weights
+        # in place between forward passes of one step (a weight step, then an architecture step;
+        # DARTS's virtual step), so each pass must cast the weights as they are now.
+        torch.clear_autocast_cache()
+        return self.supernet(x)
 
     def criterion(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits); an auxiliary head's output (training mode) adds 0.4 x its loss."""
-        out = self.supernet(x)
+        out = self._run_supernet(x)
         if isinstance(out, tuple):
             logits, aux = out[0], out[1]
             return F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y), logits

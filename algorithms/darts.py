@@ -88,44 +88,62 @@ class DartsModule(OneShotAlgorithm):
     # -- second order ----------------------------------------------------------------------------------
     def _unrolled_gradient(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                            y_val: torch.Tensor) -> None:
-        """Architecture gradient through one virtual SGD step (DARTS eq. 7 with eq. 8's finite difference)."""
+        """Set the architecture parameters' ``.grad`` to the unrolled (second-order) gradient."""
+        optimizer = self.optimizers()[0]
+        buffers = {w: optimizer.state.get(w, {}).get("momentum_buffer") for w in self.supernet.parameters()}
+        grads, self._last_val_loss = self.unrolled_arch_gradient(
+            (x_train, y_train), (x_val, y_val), optimizer.param_groups[0]["lr"], buffers)
+        for a, g in zip(self.arch.parameters(), grads):
+            a.grad = g
+
+    def unrolled_arch_gradient(self, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                               lr: float, momentum_buffers: dict[nn.Parameter, torch.Tensor | None] | None = None
+                               ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """DARTS eq. 7: ``d/dalpha L_val(w - lr * dw L_train(w, alpha), alpha)``, with eq. 8's
+        finite-difference Hessian-vector product; returns (one gradient per alpha, L_val at w').
+
+        The virtual step is the weight optimizer's own (momentum and weight decay included), as
+        in the authors' ``cnn/architect.py`` (``_compute_unrolled_model``). The two perturbed
+        passes run in fp32 even under mixed precision: their step ``0.01 / ||v||`` is far below
+        bf16's resolution, so in bf16 both passes would see the same weights and the
+        Hessian term would vanish (or be rounding noise).
+        """
         weights = [p for p in self.supernet.parameters() if p.requires_grad]
         alphas = list(self.arch.parameters())
-        optimizer = self.optimizers()[0]
-        lr = optimizer.param_groups[0]["lr"]
+        buffers = momentum_buffers or {}
         momentum, decay = self.hparams.momentum, self.hparams.weight_decay
         backup = [w.detach().clone() for w in weights]
         # virtual step w' = w - lr * (momentum * buffer + grad + decay * w)
-        loss, _ = self.criterion(x_train, y_train)
+        loss, _ = self.criterion(*train)
         grads = torch.autograd.grad(loss, weights, allow_unused=True)
         with torch.no_grad():
             for w, g in zip(weights, grads):
                 g = torch.zeros_like(w) if g is None else g
-                buffer = optimizer.state.get(w, {}).get("momentum_buffer")
+                buffer = buffers.get(w)
                 step = g + decay * w + (momentum * buffer if buffer is not None else 0)
                 w.sub_(lr * step)
         # gradient of the validation loss at w'
-        val_loss, _ = self.criterion(x_val, y_val)
-        self._last_val_loss = val_loss.detach()
+        val_loss, _ = self.criterion(*val)
         grads = torch.autograd.grad(val_loss, alphas + weights, allow_unused=True)
         alpha_grads = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads[: len(alphas)])]
-        vector = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
-        with torch.no_grad():
-            for w, b in zip(weights, backup):
-                w.copy_(b)
-        # finite-difference Hessian-vector product: (dalpha L_train(w+) - dalpha L_train(w-)) / 2 eps
+        vector = [torch.zeros_like(w) if g is None else g.float() for w, g in zip(weights, grads[len(alphas):])]
+        # finite-difference Hessian-vector product (eq. 8):
+        # (dalpha L_train(w + eps v) - dalpha L_train(w - eps v)) / 2 eps, with eps = 0.01 / ||v||
         eps = 0.01 / torch.cat([v.flatten() for v in vector]).norm().clamp_min(1e-12)
         hessian = []
-        for sign in (1.0, -2.0):
-            with torch.no_grad():
-                for w, v in zip(weights, vector):
-                    w.add_(sign * eps * v)
-            loss, _ = self.criterion(x_train, y_train)
-            hessian.append(torch.autograd.grad(loss, alphas, allow_unused=True))
+        with torch.autocast(device_type=train[0].device.type, enabled=False):
+            for sign in (1.0, -1.0):
+                with torch.no_grad():
+                    for w, b, v in zip(weights, backup, vector):
+                        w.copy_(b + sign * eps * v)
+                loss, _ = self.criterion(train[0].float(), train[1])
+                hessian.append(torch.autograd.grad(loss, alphas, allow_unused=True))
         with torch.no_grad():
             for w, b in zip(weights, backup):
                 w.copy_(b)
+        result = []
         for a, g, plus, minus in zip(alphas, alpha_grads, hessian[0], hessian[1]):
             plus = torch.zeros_like(a) if plus is None else plus
             minus = torch.zeros_like(a) if minus is None else minus
-            a.grad = g - lr * (plus - minus) / (2 * eps)
+            result.append(g - lr * (plus - minus) / (2 * eps))
+        return result, val_loss.detach()
