@@ -19,6 +19,12 @@ class EnasController(nn.Module):
 
     Categorical decisions pick one option; an input choice of any subset decides each
     input with a sigmoid (its skip probability is what the skip penalty regularises).
+    ``forward`` returns the log-probability of the sample summed over its decisions, the full
+    entropy of every decision's distribution summed (micro_controller.py: softmax cross-entropy
+    with the softmax itself), and the skip penalty: per any-subset input choice (a "layer" of
+    general_controller.py) the KL from the skip target summed over its inputs, averaged over
+    those layers. The authors' KL takes ``sigmoid(q)`` while they sample with
+    ``softmax([-q, q]) = sigmoid(2q)``; here both use the probability that is sampled.
     """
 
     def __init__(self, choices: list[Choice], hidden: int = 64, tanh_constant: float = 1.5,
@@ -48,7 +54,7 @@ class EnasController(nn.Module):
         h = c = torch.zeros_like(self.start)
         arch: dict[str, Any] = {}
         log_prob = entropy = skip = torch.zeros((), device=x.device)
-        skips = 0
+        layers = 0
         for choice, head, embedding in zip(self.choices, self.heads, self.embeddings):
             h, c = self.lstm(x, (h, c))
             logits = head(h)[0] / self.temperature
@@ -61,10 +67,11 @@ class EnasController(nn.Module):
                 log_prob = log_prob + torch.where(pick, probs, 1 - probs).clamp_min(1e-8).log().sum()
                 entropy = entropy - (probs * probs.clamp_min(1e-8).log() +
                                      (1 - probs) * (1 - probs).clamp_min(1e-8).log()).sum()
+                # general_controller.py: the KL summed over this layer's inputs; averaged over layers below
                 target = torch.full_like(probs, self.skip_target)
                 skip = skip + (probs * (probs / target).clamp_min(1e-8).log() +
                                (1 - probs) * ((1 - probs) / (1 - target)).clamp_min(1e-8).log()).sum()
-                skips += probs.numel()
+                layers += 1
                 chosen = [i for i, p in enumerate(pick.tolist()) if p]
                 arch[choice.label] = chosen
                 x = embedding(torch.tensor([len(chosen) % embedding.num_embeddings], device=logits.device))
@@ -76,24 +83,45 @@ class EnasController(nn.Module):
                 entropy = entropy - (log_probs.exp() * log_probs).sum()
                 arch[choice.label] = choice.options[index]
                 x = embedding(torch.tensor([index], device=logits.device))
-        return arch, log_prob, entropy, skip / max(skips, 1)
+        return arch, log_prob, entropy, skip / max(layers, 1)
 
 
 class EnasModule(OneShotAlgorithm):
-    """Shared weights train on controller-sampled paths; the controller learns by REINFORCE with
-    reward = accuracy of its sample on a validation batch, a moving-average baseline, an
-    entropy bonus and a skip-connection penalty. Export: the best of ``export_samples``
-    controller samples by validation accuracy.
+    """ENAS search as the authors' code runs it (melodyguan/enas, src/cifar10/main.py and *_controller.py).
+
+    Shared weights train on controller-sampled paths. The controller learns by REINFORCE: each
+    training step draws one architecture and scores it on that step's validation batch; the
+    reward is its accuracy there (BatchNorm with batch statistics, as ``build_valid_rl``'s
+    ``is_training=True``) plus ``entropy_weight`` x the sample's entropy, with no gradient through
+    the entropy (micro_controller.py ``build_trainer``). A moving-average baseline moves towards
+    the reward first, then the advantage is taken; the loss is ``-log p x advantage +
+    skip_weight x skip penalty``. The gradients of ``controller_aggregate`` (M) samples are
+    averaged and applied in one Adam step, as the authors' ``SyncReplicasOptimizer`` with
+    ``replicas_to_aggregate=controller_num_aggregate`` (10 in their micro search script, 20 in
+    the macro one). The authors alternate an epoch of weight training with
+    ``controller_train_steps x M`` controller samples (300 per ~280 weight steps in the micro
+    script); here the two interleave, one sample per weight step, so the ratio is about theirs.
+    An aggregate may span epochs; its partial gradient is saved in checkpoints.
+
+    Deliberate deviation: the baseline starts at the first reward rather than at zero (with a
+    decay of 0.999 a zero start makes every early advantage positive for ~1000 samples).
+
+    Export: the best of ``export_samples`` controller samples by accuracy on ``export_batches``
+    validation batches, scored as the reward is (BatchNorm in training mode); the supernet's
+    running statistics are left as they were.
     """
 
     family = "path_sampling"
 
     def __init__(self, space: nn.Module, *, controller_hidden: int = 64, controller_learning_rate: float = 3.5e-4,
-                 baseline_decay: float = 0.999, entropy_weight: float = 1e-4, skip_target: float = 0.4,
-                 skip_weight: float = 0.8, tanh_constant: float = 1.5, export_samples: int = 10,
-                 export_batches: int = 5, **kwargs: Any) -> None:
+                 controller_aggregate: int = 10, baseline_decay: float = 0.999, entropy_weight: float = 1e-4,
+                 skip_target: float = 0.4, skip_weight: float = 0.8, tanh_constant: float = 1.5,
+                 export_samples: int = 10, export_batches: int = 5, **kwargs: Any) -> None:
         check_positive(controller_hidden=controller_hidden, controller_learning_rate=controller_learning_rate,
-                       export_samples=export_samples, export_batches=export_batches, tanh_constant=tanh_constant)
+                       controller_aggregate=controller_aggregate, export_samples=export_samples,
+                       export_batches=export_batches, tanh_constant=tanh_constant)
+        if not isinstance(controller_aggregate, int):
+            raise ValueError(f"controller_aggregate must be a whole number, got {controller_aggregate!r}")
         if not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
         if not 0 < skip_target < 1:
@@ -104,7 +132,9 @@ class EnasModule(OneShotAlgorithm):
         self.controller = EnasController(decisions, controller_hidden, tanh_constant, skip_target=skip_target)
         self.register_buffer("baseline", torch.zeros(()))
         self.register_buffer("baseline_started", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("aggregated", torch.zeros((), dtype=torch.long))  # samples in the current aggregate
         self.best_arch: dict[str, Any] | None = None
+        self._partial_grad: list[torch.Tensor | None] | None = None  # from a checkpoint, until training starts
 
     def extra_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.controller.parameters(), lr=self.hparams.controller_learning_rate)]
@@ -120,6 +150,11 @@ class EnasModule(OneShotAlgorithm):
                 continue
         raise RuntimeError(f"the controller drew no architecture meeting the space's constraints in {tries} tries")
 
+    @torch.no_grad()
+    def validation_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Accuracy of the sampled architecture on ``(x, y)``, in the supernet's current mode."""
+        return (self(x).argmax(-1) == y).float().mean()
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x_train, y_train), (x_val, y_val) = split_batch(batch)
         hp = self.hparams
@@ -127,24 +162,45 @@ class EnasModule(OneShotAlgorithm):
             arch, *_ = self._sample()
         self.arch.set_arch(arch)
         self.weight_step(x_train, y_train)
-        # controller: REINFORCE on the validation half
-        optimizer = self.optimizers()[1]
-        optimizer.zero_grad()
+        # controller: one REINFORCE sample on the validation half, its gradient added to the aggregate's mean
         arch, log_prob, entropy, skip = self._sample()
         self.arch.set_arch(arch)
-        with torch.no_grad():
-            reward = (self(x_val).argmax(-1) == y_val).float().mean()
+        accuracy = self.validation_accuracy(x_val, y_val)
+        reward = accuracy + hp.entropy_weight * entropy.detach()
         if not bool(self.baseline_started):  # start from the first reward, not from zero
             self.baseline.copy_(reward)
             self.baseline_started.fill_(True)
         self.baseline.mul_(hp.baseline_decay).add_((1 - hp.baseline_decay) * reward)
-        loss = -(reward - self.baseline) * log_prob - hp.entropy_weight * entropy + hp.skip_weight * skip
-        self.manual_backward(loss)
-        optimizer.step()
-        for p in self.supernet.parameters():
-            p.grad = None
-        self.log_dict({"controller/reward": reward, "controller/baseline": self.baseline.clone(),
-                       "controller/entropy": entropy.detach()}, on_step=True, on_epoch=True)
+        loss = -(reward - self.baseline) * log_prob + hp.skip_weight * skip
+        self.manual_backward(loss / hp.controller_aggregate)
+        self.aggregated += 1
+        if int(self.aggregated) >= hp.controller_aggregate:
+            optimizer = self.optimizers()[1]
+            optimizer.step()
+            optimizer.zero_grad()
+            self.aggregated.zero_()
+        self.log_dict({"controller/reward": reward, "controller/accuracy": accuracy,
+                       "controller/baseline": self.baseline.clone(), "controller/entropy": entropy.detach(),
+                       "controller/skip_penalty": skip.detach()}, on_step=True, on_epoch=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["controller_partial_grad"] = [None if p.grad is None else p.grad.detach().clone()
+                                                 for p in self.controller.parameters()]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._partial_grad = checkpoint.get("controller_partial_grad")
+
+    def on_train_start(self) -> None:
+        # the Trainer zeroes every gradient before it trains: put a resumed partial aggregate back after that
+        for p, grad in zip(self.controller.parameters(), self._partial_grad or []):
+            p.grad = None if grad is None else grad.to(p.device)
+        self._partial_grad = None
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Free the supernet's gradients before validation, but keep the controller's partial aggregate."""
+        self.supernet.zero_grad()
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         saved = dict(self.arch.arch)
@@ -161,15 +217,23 @@ class EnasModule(OneShotAlgorithm):
         if loader is None:
             return
         batches = [val for _, val in search_batches(loader, self.device, self.hparams.export_batches)]
-        self.supernet.eval()
+        total = max(1, sum(y.numel() for _, y in batches))
+        # score as the reward does: BatchNorm with batch statistics; the running statistics are restored after
+        buffers = {name: b.clone() for name, b in self.supernet.named_buffers()}
+        was_training = self.supernet.training
+        self.supernet.train()
         best, best_accuracy = None, -1.0
-        for _ in range(self.hparams.export_samples):
-            arch = self._sample()[0]
-            self.arch.set_arch(arch)
-            correct = sum(int((self(x).argmax(-1) == y).sum()) for x, y in batches)
-            accuracy = correct / max(1, sum(y.numel() for _, y in batches))
-            if accuracy > best_accuracy:
-                best, best_accuracy = arch, accuracy
+        try:
+            for _ in range(self.hparams.export_samples):
+                arch = self._sample()[0]
+                self.arch.set_arch(arch)
+                accuracy = sum(float(self.validation_accuracy(x, y)) * y.numel() for x, y in batches) / total
+                if accuracy > best_accuracy:
+                    best, best_accuracy = arch, accuracy
+        finally:
+            for name, b in self.supernet.named_buffers():
+                b.copy_(buffers[name])
+            self.supernet.train(was_training)
         self.best_arch = best
 
     def export(self) -> dict[str, Any]:
