@@ -1,5 +1,6 @@
 """DARTS: differentiable architecture search (Liu et al., 2019), first and second order, and its
-Gumbel-softmax variant (GDAS-style sampling temperature annealed linearly)."""
+Gumbel-softmax variants: soft (SNAS-style relaxation) or hard straight-through (GDAS), with the
+temperature annealed linearly."""
 
 from __future__ import annotations
 
@@ -18,8 +19,13 @@ class DartsModule(OneShotAlgorithm):
     the ``train`` half. Defaults are the paper's.
 
     ``order=2`` uses the unrolled architecture gradient with the finite-difference
-    Hessian-vector product; ``gumbel=True`` mixes with Gumbel-softmax weights whose
-    temperature goes linearly from ``gumbel_temperature`` to ``gumbel_min_temperature``.
+    Hessian-vector product. ``gumbel=True`` mixes with a Gumbel-softmax sample of the
+    architecture distribution, drawn anew each step: soft weights (the SNAS relaxation,
+    Xie et al. 2019), or with ``gumbel_hard=True`` GDAS's straight-through one-hot weights
+    (Dong & Yang 2019; ``algorithm=gdas`` sets their schedule, 10 -> 0.1). The temperature goes
+    linearly from ``gumbel_temperature`` at the first epoch to ``gumbel_min_temperature`` at
+    the last (GDAS: ``tau_max - (tau_max - tau_min) * epoch / (epochs - 1)``). Validation mixes
+    with the plain softmax (no noise).
     ``warmup_epochs`` trains only the weights at first. Export: per cell the paper's rule
     (best non-zero operator per edge, strongest edges per node), argmax elsewhere.
     """
@@ -28,17 +34,20 @@ class DartsModule(OneShotAlgorithm):
 
     def __init__(self, space: nn.Module, *, order: int = 1, arch_learning_rate: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 warmup_epochs: int = 0, gumbel: bool = False, gumbel_temperature: float = 1.0,
-                 gumbel_min_temperature: float = 0.1, **kwargs: Any) -> None:
+                 warmup_epochs: int = 0, gumbel: bool = False, gumbel_hard: bool = False,
+                 gumbel_temperature: float = 1.0, gumbel_min_temperature: float = 0.1, **kwargs: Any) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 (first-order) or 2 (unrolled second-order), got {order!r}")
         check_positive(arch_learning_rate=arch_learning_rate, gumbel_temperature=gumbel_temperature,
                        gumbel_min_temperature=gumbel_min_temperature)
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+        if gumbel_hard and not gumbel:
+            raise ValueError("gumbel_hard=True needs gumbel=True (the straight-through form of the Gumbel sample)")
         super().__init__(space, **kwargs)
         self.save_hyperparameters(ignore=["space"])
         self.arch.gumbel = gumbel
+        self.arch.gumbel_hard = gumbel_hard
         if gumbel:
             self.arch.temperature = gumbel_temperature
 
@@ -58,6 +67,9 @@ class DartsModule(OneShotAlgorithm):
             start, end = hp.gumbel_temperature, hp.gumbel_min_temperature
             self.arch.temperature = start + (end - start) * progress
         self.log("arch/temperature", float(self.arch.temperature))
+
+    def on_validation_epoch_start(self) -> None:
+        self.arch.clear_noise()
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x_train, y_train), (x_val, y_val) = split_batch(batch)

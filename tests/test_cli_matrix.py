@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from algorithms.tasks import run
 
 ROOT = Path(__file__).resolve().parent.parent
-ALGORITHMS = ["darts", "darts2", "gumbel", "enas", "proxyless", "spos"]
+ALGORITHMS = ["darts", "darts2", "gumbel", "gdas", "enas", "proxyless", "spos"]
 # the space configs are CPU-sized already; these make the mixing supernets of two of them lighter still
 SPACES = {
     "nasnet": ["space.width=4", "space.num_cells=3"],

@@ -3,6 +3,7 @@ autograd reference, its Hessian term in fp32 under mixed precision, and the Gumb
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.func import functional_call
 
@@ -99,3 +100,53 @@ def test_forward_passes_within_one_mixed_precision_step_see_in_place_weight_upda
     with torch.autocast("cpu", dtype=torch.bfloat16):
         fresh, _ = module.criterion(*train)
     assert torch.equal(after_update, fresh)
+
+
+def _gumbel_state(hard: bool):
+    module = DartsModule(ChainSpace(), gumbel=True, gumbel_hard=hard)
+    state = module.arch
+    with torch.no_grad():
+        state.alpha_of("op0").copy_(torch.tensor([0.3, -0.2, 0.1, 0.0]))
+    state.temperature = 0.7
+    state.resample_noise(torch.Generator().manual_seed(5))
+    noise = state._noise["op0"]
+    return module, state, noise
+
+
+def test_soft_gumbel_weights_are_the_gumbel_softmax_sample():
+    _, state, noise = _gumbel_state(hard=False)
+    alpha = state.alpha_of("op0")
+    assert torch.allclose(state.weights("op0"), torch.softmax((alpha + noise) / 0.7, -1))
+
+
+def test_hard_gumbel_weights_are_one_hot_forward_with_the_soft_sample_gradient_backward():
+    _, state, noise = _gumbel_state(hard=True)
+    alpha = state.alpha_of("op0")
+    costs = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    weights = state.weights("op0")
+    soft = torch.softmax((alpha + noise) / 0.7, -1)
+    assert torch.equal(weights.detach(), torch.nn.functional.one_hot(soft.argmax(), 4).float())
+    (grad,) = torch.autograd.grad((weights * costs).sum(), alpha)
+    (expected,) = torch.autograd.grad((soft * costs).sum(), alpha)  # straight-through: the soft gradient
+    assert torch.allclose(grad, expected) and grad.abs().sum() > 0
+
+
+def test_gdas_config_anneals_the_temperature_linearly_from_10_to_0_1(tmp_path):
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+    from torch.utils.data import DataLoader, TensorDataset
+
+    cfg = OmegaConf.load("configs/algorithm/gdas.yaml")
+    module = DartsModule(ChainSpace(), gumbel=cfg.gumbel, gumbel_hard=cfg.gumbel_hard,
+                         gumbel_temperature=cfg.gumbel_temperature, gumbel_min_temperature=cfg.gumbel_min_temperature)
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(pl_module.arch.temperature)
+
+    data = TensorDataset(torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,)))
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[Record()], default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=8))
+    assert seen == pytest.approx([10.0, 5.05, 0.1])

@@ -65,6 +65,7 @@ class ArchState(nn.Module):
         self.arch: dict[str, Any] = space.default_arch()
         self.temperature = 1.0
         self.gumbel = False
+        self.gumbel_hard = False
         self.pinned: dict[str, Any] | None = None
         self._noise: dict[str, torch.Tensor] = {}
         self._value_choices: list[Any] = []
@@ -111,14 +112,28 @@ class ArchState(nn.Module):
                 uniform = torch.rand(alpha.shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
                 self._noise[key] = -torch.log(-torch.log(uniform))
 
+    def clear_noise(self) -> None:
+        """Mix with the plain softmax again (evaluation), until the next ``resample_noise``."""
+        self._noise = {}
+
     def weights(self, label: str) -> torch.Tensor:
-        """Mixing weights from ``label``'s architecture parameters (they sum to 1)."""
+        """Mixing weights from ``label``'s architecture parameters (they sum to 1).
+
+        With Gumbel noise drawn (``resample_noise``) they are the soft Gumbel-softmax sample
+        ``softmax((alpha + g) / temperature)`` (the relaxation of SNAS, Xie et al. 2019); with
+        ``gumbel_hard`` they are GDAS's straight-through form (Dong & Yang 2019, §3.2): exactly
+        one-hot on the sample's argmax in the forward pass, the soft sample's gradient backward.
+        """
         key = _key(label)
         alpha = self.alpha[key]
         noise = self._noise.get(key)
         if noise is not None:
             alpha = alpha + noise.to(alpha.device)
-        return torch.softmax(alpha / self.temperature, dim=-1)
+        soft = torch.softmax(alpha / self.temperature, dim=-1)
+        if noise is None or not self.gumbel_hard:
+            return soft
+        hard = torch.zeros_like(soft).scatter_(-1, soft.detach().argmax(-1, keepdim=True), 1.0)
+        return hard - soft.detach() + soft
 
     def pin(self, arch: Mapping[str, Any] | None) -> None:
         """Make differentiable ops mix with exact one-hot weights on ``arch`` (None: use alpha again).
