@@ -21,11 +21,19 @@ class ProxylessModule(OneShotAlgorithm):
     """Weights train on one sampled path per label; architecture steps sample two paths and
     follow the binary-gate gradient, plus an optional expected-cost term.
 
-    ``resource_weight > 0`` adds the expected FLOPs (measured on ``example_input_shape``)
-    or, with ``latency_table={label: {value: cost}}``, the expected latency:
+    After each architecture step the two sampled paths' alphas are shifted by one offset so
+    that their total probability is what it was before the step: the paths not sampled keep
+    their probabilities (paper §3.2.1; the authors' ``MixedEdge.rescale_updated_arch_param``).
+
+    ``resource_weight > 0`` adds the expected multiply-adds (MACs, measured on
+    ``example_input_shape``) or, with ``latency_table={label: {value: cost}}``, the expected
+    latency (``CostModel.expected``):
     ``mul#log``: ``loss * (log(E[cost]) / log(target)) ** resource_weight``;
     ``add#linear``: ``loss + resource_weight * E[cost] / target``, where ``target`` is
-    ``resource_target`` (default: the cost of the reference architecture). Export: argmax.
+    ``resource_target`` (same unit; default: the cost of the reference architecture). As in the
+    authors' two-path mode, the expectation in the step uses each label's probabilities over its
+    two sampled paths (``current_prob_over_ops``), so the term too moves only the sampled alphas;
+    ``arch/expected_cost`` logs the expectation under the full distribution. Export: argmax.
     """
 
     family = "binary_gate"
@@ -63,13 +71,36 @@ class ProxylessModule(OneShotAlgorithm):
         """``loss`` with the resource term of the configured form."""
         if self.cost_model is None:
             return loss
-        expected = self.cost_model.expected()
+        with torch.no_grad():
+            self.log("arch/expected_cost", self.cost_model.expected())
+        expected = self.cost_model.expected(self._sampled_probs())
         target = self.hparams.resource_target or max(self.cost_model.cost(self.cost_model.reference), 1.0)
-        self.log("arch/expected_cost", expected.detach())
         if self.hparams.resource_form == "mul#log":
             ratio = torch.log(expected.clamp_min(1.0)) / math.log(max(target, 2.0))
             return loss * ratio ** self.hparams.resource_weight
         return loss + self.hparams.resource_weight * expected / target
+
+    def _sampled_probs(self) -> dict[str, torch.Tensor]:
+        """Each label's probabilities renormalised over its two sampled paths, zero elsewhere."""
+        state, probs = self.arch, {}
+        for label, values in state.gate_paths.items():
+            alpha = state.alpha_of(label)
+            index = torch.tensor([state.alpha_values(label).index(v) for v in values], device=alpha.device)
+            sampled = torch.softmax(alpha[index] / state.temperature, -1)
+            probs[label] = torch.zeros_like(alpha).index_put((index,), sampled)
+        return probs
+
+    @torch.no_grad()
+    def _rescale_sampled(self, before: dict[str, torch.Tensor]) -> None:
+        """Shift the sampled paths' alphas so that the paths not sampled keep their probabilities:
+        ``alpha_i -= T * (logsumexp(new_S / T) - logsumexp(old_S / T))`` for i in the sampled set S."""
+        state = self.arch
+        for label, values in state.gate_paths.items():
+            alpha = state.alpha_of(label)
+            index = torch.tensor([state.alpha_values(label).index(v) for v in values], device=alpha.device)
+            t = state.temperature
+            offset = torch.logsumexp(alpha[index] / t, 0) - torch.logsumexp(before[label][index] / t, 0)
+            alpha[index] -= t * offset
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x_train, y_train), (x_val, y_val) = split_batch(batch)
@@ -86,7 +117,9 @@ class ProxylessModule(OneShotAlgorithm):
             loss = self.resource_loss(loss)
             self.manual_backward(loss)
             state.arch_gradients = False
+            before = {label: state.alpha_of(label).detach().clone() for label in state.gate_paths}
             arch_optimizer.step()
+            self._rescale_sampled(before)
             self.log("arch/loss", loss.detach())
         for p in self.supernet.parameters():
             p.grad = None

@@ -14,7 +14,7 @@ from torch import nn
 
 import supernet
 from algorithms.base import OneShotAlgorithm, check_positive, search_batches, split_batch
-from algorithms.cost import count_flops
+from algorithms.cost import count_macs
 
 __all__ = ["SposModule"]
 
@@ -80,7 +80,7 @@ class SposModule(OneShotAlgorithm):
         if key not in self._cost_cache:
             net = supernet.freeze(self.supernet, arch)
             example = torch.zeros(1, *self.hparams.example_input_shape)
-            self._cost_cache[key] = (count_flops(net, example), sum(p.numel() for p in net.parameters()))
+            self._cost_cache[key] = (count_macs(net, example), sum(p.numel() for p in net.parameters()))
         return self._cost_cache[key]
 
     def _budgeted(self) -> bool:

@@ -173,7 +173,7 @@ def _inherited(cfg: DictConfig, space: torch.nn.Module, arch: dict[str, Any]) ->
 
 
 def _finetune_net(cfg: DictConfig, out: Path, net: torch.nn.Module, space: torch.nn.Module) -> dict[str, Any]:
-    from algorithms.cost import count_flops
+    from algorithms.cost import count_macs
     from algorithms.finetune import FixedNetModule
 
     data = build_data(cfg, search=False)
@@ -184,7 +184,7 @@ def _finetune_net(cfg: DictConfig, out: Path, net: torch.nn.Module, space: torch
     example = torch.zeros(1, *cfg.data.input_shape)
     summary = {"test_accuracy": float(results[0]["test/acc"]) if results else None,
                "params": sum(p.numel() for p in net.parameters()),
-               "flops": count_flops(net.cpu(), example)}
+               "flops": count_macs(net.cpu(), example)}
     _write_json(out / "finetune" / "results.json" if (out / "finetune").exists() else out / "finetune_results.json",
                 summary)
     return summary
