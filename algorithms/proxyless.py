@@ -80,12 +80,16 @@ class ProxylessModule(OneShotAlgorithm):
             return loss * ratio ** self.hparams.resource_weight
         return loss + self.hparams.resource_weight * expected / target
 
+    def _sampled_index(self, label: str) -> torch.Tensor:
+        """Positions in ``label``'s alphas of the paths the last ``sample_binary_gates`` drew."""
+        values, device = self.arch.alpha_values(label), self.arch.alpha_of(label).device
+        return torch.tensor([values.index(v) for v in self.arch.gate_paths[label]], device=device)
+
     def _sampled_probs(self) -> dict[str, torch.Tensor]:
         """Each label's probabilities renormalised over its two sampled paths, zero elsewhere."""
         state, probs = self.arch, {}
-        for label, values in state.gate_paths.items():
-            alpha = state.alpha_of(label)
-            index = torch.tensor([state.alpha_values(label).index(v) for v in values], device=alpha.device)
+        for label in state.gate_paths:
+            alpha, index = state.alpha_of(label), self._sampled_index(label)
             sampled = torch.softmax(alpha[index] / state.temperature, -1)
             probs[label] = torch.zeros_like(alpha).index_put((index,), sampled)
         return probs
@@ -95,10 +99,8 @@ class ProxylessModule(OneShotAlgorithm):
         """Shift the sampled paths' alphas so that the paths not sampled keep their probabilities:
         ``alpha_i -= T * (logsumexp(new_S / T) - logsumexp(old_S / T))`` for i in the sampled set S."""
         state = self.arch
-        for label, values in state.gate_paths.items():
-            alpha = state.alpha_of(label)
-            index = torch.tensor([state.alpha_values(label).index(v) for v in values], device=alpha.device)
-            t = state.temperature
+        for label in state.gate_paths:
+            alpha, index, t = state.alpha_of(label), self._sampled_index(label), state.temperature
             offset = torch.logsumexp(alpha[index] / t, 0) - torch.logsumexp(before[label][index] / t, 0)
             alpha[index] -= t * offset
 
