@@ -385,7 +385,8 @@ def report(summary: dict[str, Any]) -> str:
     out += ["", "## Why, and what fixes it", "",
             "DARTS's continuous relaxation favours parameter-free operations (the usual explanation: early in "
             "a search they give the mixed output a useful signal while the convolutions are still untrained, "
-            "so their weights grow), and the discretised architecture is full of skip connections and pooling. On NAS-Bench-201 "
+            "so their weights grow), and the discretised architecture is full of skip connections and "
+            "pooling. On NAS-Bench-201 "
             "DARTS collapses to all-skip cells and does worse than random (Dong & Yang, 2020); Zela "
             "et al. (2020) tie the failure to sharp minima of the validation loss in the architecture "
             "parameters (large Hessian eigenvalue) and fix it with early stopping on that eigenvalue "
