@@ -10,6 +10,7 @@ shapes, which makes the same code run in the space, a sliced supernet and a froz
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ import torch
 import supernet.nn as nn
 from hub.searched import SearchedModelsMixin, register_searched_model
 from supernet.nn import ValueChoice
+from supernet.oneshot import FAMILIES, ArchState, register_mixed_op
+from supernet.oneshot.entangled import EntangledUnit, family_class
 
 __all__ = ["AutoformerSpace"]
 
@@ -36,9 +39,17 @@ def _choice(values: tuple[Any, ...], label: str) -> Any:
     return values[0] if len(values) == 1 else ValueChoice(list(values), label=label)
 
 
+def _prepend_tokens(x: torch.Tensor, cls_token: torch.Tensor, pos_embed: torch.Tensor | None) -> torch.Tensor:
+    width = cls_token.shape[-1]  # a supernet may pass a zero-padded wider or a narrower embedding
+    x = x[..., :width] if x.shape[-1] >= width else torch.nn.functional.pad(x, (0, width - x.shape[-1]))
+    x = torch.cat([cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+    return x + pos_embed if pos_embed is not None else x
+
+
 @nn.basic_unit
 class Tokens(torch.nn.Module):
-    """The class token and the absolute position embedding (one basic unit, so ``embed_dim`` may be a choice)."""
+    """The class token and the absolute position embedding (one basic unit, so ``embed_dim`` may be a choice;
+    a supernet shares one of each across widths, see ``EntangledTokens``)."""
 
     def __init__(self, embed_dim: int, num_patches: int, abs_pos: bool = True) -> None:
         super().__init__()
@@ -49,10 +60,38 @@ class Tokens(torch.nn.Module):
             torch.nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        width = self.cls_token.shape[-1]  # a supernet may pass a zero-padded wider or a narrower embedding
-        x = x[..., :width] if x.shape[-1] >= width else torch.nn.functional.pad(x, (0, width - x.shape[-1]))
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        return x + self.pos_embed if self.pos_embed is not None else x
+        return _prepend_tokens(x, self.cls_token, self.pos_embed)
+
+
+class EntangledTokens(EntangledUnit, Tokens.base_class):
+    """The supernet's class token and position embedding: one parameter each, of the largest embedding
+    width, of which a subnet uses the leading ``embed_dim`` channels (as AutoFormer's supernet,
+    microsoft/Cream AutoFormer/model/supernet_transformer.py: ``self.cls_token[..., :sample_embed_dim]``)."""
+
+    base_class = Tokens.base_class
+    searchable = ("embed_dim",)
+
+    def sliced_state(self, v: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        state = {"cls_token": self.cls_token[..., : v["embed_dim"]]}
+        if self.pos_embed is not None:
+            state["pos_embed"] = self.pos_embed[..., : v["embed_dim"]]
+        return state
+
+    def forward_with(self, arch: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+        state = self.sliced_state(self.values(arch))
+        return _prepend_tokens(x, state["cls_token"], state.get("pos_embed"))
+
+
+class _EntangledTokensOp:
+    """Registry entry: the family's ``EntangledTokens`` (replacing one ``Tokens`` per width)."""
+
+    @staticmethod
+    def from_primitive(unit: Tokens, state: ArchState) -> torch.nn.Module:
+        return family_class(EntangledTokens, state).from_primitive(unit, state)
+
+
+for _family in FAMILIES:
+    register_mixed_op(Tokens.base_class, _family, _EntangledTokensOp)
 
 
 class RelativePosition2D(nn.Module):

@@ -6,6 +6,12 @@ operator lists, nodes per cell and output rule. All normal cells share the label
 ``normal`` and all reduction cells ``reduce``, so a cell architecture is e.g.
 ``{"normal/op_2_0": "sep_conv_3x3", "normal/input_2_0": [1], ...}``. ``width`` and
 ``num_cells`` may be tuples: then they are searchable (labels ``width`` and ``depth``).
+
+A space built to be searched is the DARTS search network (Liu et al. 2019, appendix A.1.1;
+quark0/darts cnn/model_search.py): BatchNorm without affine parameters in every candidate and
+in the cells' preprocessing, and a BatchNorm after every pooling candidate. The fixed network
+(``supernet.freeze``, the published networks) is the evaluation network (cnn/model.py): affine
+BatchNorm, bare pools. ``affine`` chooses either form by hand.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 
 import supernet.nn as nn
 from hub.searched import SearchedModelsMixin, register_searched_model
+from supernet.context import current_fixed_arch
 
 __all__ = ["AMOEBA_OPS", "DARTS", "DARTS_OPS", "ENAS", "ENAS_OPS", "NASNET_OPS", "NDS", "OPS", "PNAS", "PNAS_OPS",
            "AmoebaNet", "NASNet"]
@@ -137,10 +144,10 @@ DARTS_OPS = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "se
 class CellPreprocessor(nn.Module):
     """Bring the two predecessors to the cell's width (and resolution, after a reduction)."""
 
-    def __init__(self, c_pp: Any, c_p: Any, c: Any, reduction_prev: bool) -> None:
+    def __init__(self, c_pp: Any, c_p: Any, c: Any, reduction_prev: bool, affine: bool = True) -> None:
         super().__init__()
-        self.pre0 = FactorizedReduce(c_pp, c) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0)
-        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0)
+        self.pre0 = FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
+        self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine)
 
     def forward(self, cells: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.pre0(cells[0]), self.pre1(cells[1])]
@@ -153,11 +160,13 @@ class CellPostprocessor(nn.Module):
         return previous[-1], this
 
 
-def _op_factory(name: str, c: Any, reduction: bool, drop_path: bool) -> Callable[..., nn.Module]:
+def _op_factory(name: str, c: Any, reduction: bool, drop_path: bool, affine: bool) -> Callable[..., nn.Module]:
     def build(node_index: int, op_index: int, input_index: int | None) -> nn.Module:
         # the default input (None in the space) is a predecessor, so reduction ops on it take stride 2
         stride = 2 if reduction and (input_index is None or input_index < 2) else 1
-        op = OPS[name](c, stride, True)
+        op = OPS[name](c, stride, affine)
+        if not affine and "pool" in name:  # model_search.py MixedOp: nn.Sequential(pool, BatchNorm2d(C, affine=False))
+            op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
         if drop_path and not isinstance(op, torch.nn.Identity):
             return nn.Sequential(op, DropPath())
         return op
@@ -165,10 +174,10 @@ def _op_factory(name: str, c: Any, reduction: bool, drop_path: bool) -> Callable
 
 
 def _cell(op_names: list[str], num_nodes: int, merge_op: str, c_pp: Any, c_p: Any, c: Any, reduction: bool,
-          reduction_prev: bool, drop_path: bool) -> nn.Module:
-    ops = OrderedDict((name, _op_factory(name, c, reduction, drop_path)) for name in op_names)
+          reduction_prev: bool, drop_path: bool, affine: bool) -> nn.Module:
+    ops = OrderedDict((name, _op_factory(name, c, reduction, drop_path, affine)) for name in op_names)
     return nn.Cell(ops, num_nodes, num_ops_per_node=2, num_predecessors=2, merge_op=merge_op,
-                   preprocessor=CellPreprocessor(c_pp, c_p, c, reduction_prev),
+                   preprocessor=CellPreprocessor(c_pp, c_p, c, reduction_prev, affine),
                    postprocessor=CellPostprocessor(), label="reduce" if reduction else "normal")
 
 
@@ -202,13 +211,24 @@ class NDS(nn.Module, SearchedModelsMixin):
     stems of the DARTS ImageNet network (use it at 224x224). ``auxiliary_loss`` adds the
     auxiliary head: in training mode the network returns ``(logits, aux_logits)``.
     ``drop_path_prob`` (also ``set_drop_path_prob``) drops operator outputs in training.
+
+    ``affine``: whether the cells' BatchNorms (candidates and preprocessing) learn a scale and a
+    shift. ``False`` also follows every pooling candidate by an affine-free BatchNorm: the
+    DARTS search network. ``True``: the evaluation network. ``None`` (default): ``False`` for a
+    space built to be searched, ``True`` when it is built fixed (inside ``supernet.fixed_arch``,
+    as ``supernet.freeze`` does). The stem and the auxiliary head are always affine, as in
+    the authors' search network. A weight-inheriting freeze of an affine-free supernet starts
+    its BatchNorms at scale 1 and shift 0 and drops the pools' BatchNorms; build the space
+    with ``affine=False`` to freeze exactly what the supernet computes.
     """
 
     def __init__(self, op_candidates: list[str], merge_op: str = "all", num_nodes_per_cell: int = 4,
                  width: int | tuple[int, ...] = 16, num_cells: int | tuple[int, ...] = 20,
                  dataset: str = "imagenet", auxiliary_loss: bool = False, drop_path_prob: float = 0.0,
-                 num_labels: int | None = None) -> None:
+                 num_labels: int | None = None, affine: bool | None = None) -> None:
         super().__init__()
+        if affine is None:
+            affine = current_fixed_arch() is not None
         unknown = [op for op in op_candidates if op not in OPS]
         if unknown:
             raise ValueError(f"unknown op {unknown[0]!r} in op_candidates; allowed: {sorted(OPS)}")
@@ -250,7 +270,7 @@ class NDS(nn.Module, SearchedModelsMixin):
             if stage > 0:
                 c_cur = c_cur * 2
                 cell = _cell(op_candidates, num_nodes_per_cell, merge_op, c_pp, c_p, c_cur, True, reduction_prev,
-                             True)
+                             True, affine)
                 self.reductions.append(cell)
                 c_pp, c_p = c_p, len(cell.output_node_indices) * c_cur
                 reduction_prev = True
@@ -265,7 +285,7 @@ class NDS(nn.Module, SearchedModelsMixin):
 
             def block(index: int, stage: int = stage, c_cur: Any = c_cur, channels: dict = channels) -> nn.Module:
                 cell = _cell(op_candidates, num_nodes_per_cell, merge_op, channels["c_pp"], channels["c_p"], c_cur,
-                             False, channels["reduction_prev"], True)
+                             False, channels["reduction_prev"], True, affine)
                 out = len(cell.output_node_indices) * c_cur
                 channels.update(c_pp=channels["c_p"], c_p=out, reduction_prev=False)
                 return cell
@@ -313,9 +333,9 @@ class _NamedSpace(NDS):
 
     def __init__(self, width: int | tuple[int, ...] = 16, num_cells: int | tuple[int, ...] = 20,
                  dataset: str = "cifar", auxiliary_loss: bool = False, drop_path_prob: float = 0.0,
-                 num_labels: int | None = None) -> None:
+                 num_labels: int | None = None, affine: bool | None = None) -> None:
         super().__init__(self.OPS, self.MERGE_OP, self.NODES, width, num_cells, dataset, auxiliary_loss,
-                         drop_path_prob, num_labels)
+                         drop_path_prob, num_labels, affine)
 
 
 class NASNet(_NamedSpace):

@@ -4,6 +4,11 @@ Twenty choice blocks (4, 4, 8, 4 per stage), each one of four candidates: a Shuf
 unit with a 3x3, 5x5 or 7x7 depthwise convolution, or an Xception-like unit of three 3x3
 depthwise convolutions. With ``channel_search`` every block also chooses its middle width
 (0.2x to 1.6x of the default, shared by its four candidates).
+
+A space built to be searched is the authors' supernet (megvii-model/SinglePathOneShot
+src/Supernet/blocks.py and network.py): every BatchNorm, the stem's and the last
+convolution's included, has no affine parameters. The fixed network (``supernet.freeze``,
+the published ``spos``) has affine BatchNorm, as their evaluation network.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 
 import supernet.nn as nn
 from hub.searched import SearchedModelsMixin, register_searched_model
+from supernet.context import current_fixed_arch
 
 __all__ = ["ShuffleNetSpace"]
 
@@ -59,13 +65,22 @@ class ShuffleBlock(nn.Module):
 
 class ShuffleNetSpace(nn.Module, SearchedModelsMixin):
     """The SPOS space (arguments as in the reference API); 4 ** 20 architectures without channel
-    search. At 32x32 (``num_labels=10``) the same network ends at 1x1 resolution."""
+    search. At 32x32 (``num_labels=10``) the same network ends at 1x1 resolution.
+
+    ``affine``: whether every BatchNorm learns a scale and a shift. ``None`` (default): ``False``
+    for a space built to be searched (the authors' supernet), ``True`` when it is built fixed
+    (inside ``supernet.fixed_arch``, as ``supernet.freeze`` does). A weight-inheriting freeze
+    of an affine-free supernet starts its BatchNorms at scale 1 and shift 0, which computes
+    exactly what the supernet computes.
+    """
 
     STAGE_REPEATS = (4, 4, 8, 4)
     STAGE_CHANNELS = (64, 160, 320, 640)
 
-    def __init__(self, num_labels: int = 1000, channel_search: bool = False, affine: bool = True) -> None:
+    def __init__(self, num_labels: int = 1000, channel_search: bool = False, affine: bool | None = None) -> None:
         super().__init__()
+        if affine is None:
+            affine = current_fixed_arch() is not None
         self.first_conv = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16, affine=affine),
                                         nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
