@@ -236,3 +236,12 @@ def test_enas_resumes_mid_aggregate_as_an_uninterrupted_run(tmp_path):
     expected, got = straight.state_dict(), resumed.state_dict()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], msg=f"{key} differs after resuming")
+
+
+def test_enas_controller_weights_start_uniform_in_a_tenth():
+    # paper §3.2 and the authors' controllers (tf.random_uniform_initializer(-0.1, 0.1)): every weight U(-0.1, 0.1)
+    torch.manual_seed(0)
+    module = EnasModule(SkipSpace(), num_classes=4)
+    weights = torch.cat([p.detach().flatten() for p in module.controller.parameters()])
+    assert float(weights.abs().max()) <= 0.1
+    assert float(weights.std()) == pytest.approx(0.2 / 12 ** 0.5, rel=0.05), "the spread of U(-0.1, 0.1)"
