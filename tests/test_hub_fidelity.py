@@ -110,6 +110,18 @@ def test_darts_supernet_on_a_cell_space_has_no_batchnorm_affine_parameters_in_it
     assert sorted(n for n in names if n in batchnorm_params) == ["stem.1.bias", "stem.1.weight"]
 
 
+def test_darts_search_supernet_has_the_authors_search_network_parameter_count():
+    # quark0/darts cnn/model_search.py Network(C=16, num_classes=10, layers=8), counted as their
+    # utils.count_parameters_in_MB counts it (every module parameter; the alphas are not module parameters)
+    net, _ = convert(hub.DARTS(width=16, num_cells=8, dataset="cifar"), "differentiable")
+    assert sum(p.numel() for p in net.parameters()) == 1_930_618
+
+
+def test_spos_supernet_has_the_authors_supernet_parameter_count():
+    # megvii-model/SinglePathOneShot src/Supernet/network.py ShuffleNetV2_OneShot(): 8,388,176 parameters
+    assert sum(p.numel() for p in hub.ShuffleNetSpace().parameters()) == 8_388_176
+
+
 @pytest.mark.parametrize("space_fn", [lambda: hub.ShuffleNetSpace(num_labels=10, channel_search=True),
                                       lambda: hub.DARTS(width=4, num_cells=3)], ids=["shufflenet", "darts"])
 def test_inheriting_freeze_of_an_affine_free_supernet_gives_identity_affine(space_fn):
