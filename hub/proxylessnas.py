@@ -172,12 +172,12 @@ _MOBILE_WIDTHS = (32, 16, 32, 40, 80, 96, 192, 320, 1280)
 _register("proxyless-mobile", _MOBILE_WIDTHS, (2, 4, 4, 4, 4, 1),
           "k5e3 k3e3  k7e3 k3e3 k5e3 k5e3  k7e6 k5e3 k5e3 k5e3  k5e6 k5e3 k5e3 k5e3  k7e6 k7e6 k7e3 k7e3  k7e6",
           "ProxylessNAS searched for mobile latency (ImageNet, 224x224)",
-          "4.08M params, 320.4M FLOPs (released training log)")
+          "4.08M params, 320.4M multiply-adds (released training log)")
 _register("proxyless-gpu", (40, 24, 32, 56, 112, 128, 256, 432, 1728), (1, 2, 2, 3, 4, 1),
           "k5e3  k7e3 k3e3  k7e6 k5e3  k5e6 k3e3 k5e3  k7e6 k7e6 k7e6 k5e6  k7e6",
           "ProxylessNAS searched for GPU latency (ImageNet, 224x224)",
-          "7.12M params, 465.3M FLOPs (released training log)")
+          "7.12M params, 465.3M multiply-adds (released training log)")
 _register("proxyless-cpu", (40, 24, 32, 48, 88, 104, 216, 360, 1432), (4, 4, 2, 4, 4, 1),
           "k3e6 k3e3 k3e3 k3e3  k3e6 k3e3 k3e3 k5e3  k3e6 k3e3  k5e6 k3e3 k3e3 k3e3  k5e6 k5e3 k5e3 k3e3  k5e6",
           "ProxylessNAS searched for CPU latency (ImageNet, 224x224)",
-          "4.36M params, 439.2M FLOPs (released training log)")
+          "4.36M params, 439.2M multiply-adds (released training log)")

@@ -115,4 +115,4 @@ SPOS_BLOCKS = "7 5 3 5 7 3 7 3 7 3 7 x 3 3 3 3 x 7 x x"
 register_searched_model("spos", ShuffleNetSpace, ShuffleNetSpace,
                         lambda: {f"layer_{i}": f"choice_{kind}" for i, kind in enumerate(SPOS_BLOCKS.split())},
                         "Single Path One-Shot, block search (ImageNet, 224x224)",
-                        "3.5M params, 323M FLOPs (authors' README); 3,558,464 params by the authors' code")
+                        "3.5M params, 323M multiply-adds (authors' README); 3,558,464 params by the authors' code")

@@ -71,11 +71,16 @@ def main() -> int:
               "figures), and ENAS in its micro-search final network (`hub/nasnet_published.py`) with the cells of",
               "its released training script: at the paper's N=6 it has the paper's 4.6M, and at the script's N=5",
               "the 3,894,372 that the authors' code counts. The ProxylessNAS networks match the parameters and",
-              "FLOPs their released training logs print; spos has the 3,558,464 parameters the authors' SPOS",
-              "code builds for the released architecture (their README truncates it to 3.5M) and its 323M FLOPs.",
+              "multiply-adds their released training logs print; spos has the 3,558,464 parameters the authors'",
+              "SPOS code builds for the released architecture (their README truncates it to 3.5M) and its 323M",
+              "multiply-adds.",
               "The AutoFormer networks include the relative position tables (`rpe=True`) and equal what the",
               "authors' code counts for the released subnets; for AutoFormer-T that is 5.87M, which the paper",
-              "prints as 5.7M and the README as 5.8M."]
+              "prints as 5.7M and the README as 5.8M.",
+              "A space's parameters are its search supernet's: the cell spaces and ShuffleNet search with",
+              "BatchNorm without scale and shift (the DARTS search network, the SPOS supernet), so the DARTS space",
+              "at width 16 with 8 cells has the 1,930,618 parameters of the authors' search network, and",
+              "ShuffleNetSpace the 8,388,176 of the authors' supernet; fixed and published networks keep them."]
     print("\n".join(lines))
     return 0
 
