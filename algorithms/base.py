@@ -16,6 +16,7 @@ checkpoints so a resumed search continues exactly.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +31,11 @@ from torchmetrics.classification import MulticlassAccuracy
 import supernet
 from supernet.oneshot import convert, export_arch
 
-__all__ = ["OneShotAlgorithm", "check_positive", "search_batches", "split_batch"]
+__all__ = ["DivergenceError", "OneShotAlgorithm", "check_positive", "search_batches", "split_batch"]
+
+
+class DivergenceError(RuntimeError):
+    """The loss, a weight or an architecture parameter became NaN or inf: the search cannot go on."""
 
 
 def check_positive(**values: float) -> None:
@@ -88,6 +93,7 @@ class OneShotAlgorithm(pl.LightningModule):
         if len(supernet.search_space(space)) == 0:
             raise ValueError(f"the space {type(space).__name__} has no choices: there is nothing to search")
         self.save_hyperparameters(ignore=["space"])
+        self._check_hyperparameters()
         self.automatic_optimization = False
         self.supernet, self.arch = convert(space, self.family)
         self.generator = torch.Generator().manual_seed(seed)
@@ -95,6 +101,26 @@ class OneShotAlgorithm(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes)
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
+
+    def _check_hyperparameters(self) -> None:
+        """Refuse what cannot work, for every algorithm at once: NaN anywhere (a comparison with NaN
+        is False, so range checks let it through), a fraction where the default is a whole number
+        (a count, an epoch), and Adam betas outside [0, 1)."""
+        defaults: dict[str, Any] = {}
+        for cls in reversed(type(self).__mro__):
+            if "__init__" in vars(cls):
+                for name, parameter in inspect.signature(cls.__init__).parameters.items():
+                    defaults[name] = parameter.default
+        for name, value in self.hparams.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            default = defaults.get(name)
+            if isinstance(default, int) and not isinstance(default, bool) and (
+                    not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if any(isinstance(v, float) and math.isnan(v) for v in values):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if name.endswith("betas") and not all(isinstance(v, (int, float)) and 0 <= v < 1 for v in values):
+                raise ValueError(f"{name} must be in [0, 1), got {list(values)!r}")
 
     # -- the network ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,6 +166,8 @@ class OneShotAlgorithm(pl.LightningModule):
         optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
         optimizer.zero_grad()
         loss, logits = self.criterion(x, y)
+        if not torch.isfinite(loss.detach()):
+            raise DivergenceError(f"loss became {_non_finite(loss)} at {self._position()}")
         self.manual_backward(loss)
         if self.hparams.gradient_clip > 0:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip,
@@ -150,6 +178,26 @@ class OneShotAlgorithm(pl.LightningModule):
         self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise :class:`DivergenceError` naming the first weight or architecture parameter that is not
+        finite. One fused norm over all parameters per step; the names are looked up only on failure."""
+        parameters = [p for p in self.parameters()]
+        if not parameters or bool(torch.isfinite(torch.stack(torch._foreach_norm(parameters)).sum())):
+            return
+        for name, p in self.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                kind = "weight" if name.startswith("supernet.") else "architecture parameter"
+                raise DivergenceError(f"{kind} {name} became {_non_finite(p)} at {self._position()}")
+
+    def _position(self) -> str:
+        """``epoch E, step S``: the training epoch and the training batch counted over the whole run."""
+        if self._trainer is None:
+            return "epoch 0, step 0"
+        return f"epoch {self.trainer.current_epoch}, step {max(0, self.trainer.fit_loop.epoch_loop.total_batch_idx)}"
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
@@ -176,12 +224,23 @@ class OneShotAlgorithm(pl.LightningModule):
         return export_arch(self.supernet, self.arch)
 
     # -- exact resume ------------------------------------------------------------------------------------
+    # Checkpoints hold plain data only (tensors, str, numbers, lists, dicts), so that they load with
+    # torch.load(weights_only=True): nothing in them can run code. The search's final result
+    # (``best_arch``, and SPOS's ``topk``) is saved too, so that export from the checkpoint gives it.
+    RESULT_ATTRIBUTES = ("best_arch", "topk")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sampler_generator"] = self.generator.get_state()
-        checkpoint["sampled_arch"] = dict(self.arch.arch)
+        checkpoint["sampled_arch"] = _plain(dict(self.arch.arch))
         checkpoint["torch_rng"] = torch.get_rng_state()  # dropout and the like
+        for name in self.RESULT_ATTRIBUTES:
+            if getattr(self, name, None) is not None:
+                checkpoint[name] = _plain(getattr(self, name))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name in self.RESULT_ATTRIBUTES:
+            if name in checkpoint and hasattr(self, name):
+                setattr(self, name, checkpoint[name])
         if "sampler_generator" in checkpoint:
             self.generator.set_state(checkpoint["sampler_generator"])
         if "sampled_arch" in checkpoint:
@@ -193,3 +252,22 @@ class OneShotAlgorithm(pl.LightningModule):
         """A uniformly random architecture drawn from the shared generator (same on every rank)."""
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
         return supernet.sample(self.arch.space, seed=seed)
+
+
+def _non_finite(tensor: torch.Tensor) -> str:
+    return "NaN" if bool(torch.isnan(tensor).any()) else "inf"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-like plain types (tuples become lists, numbers plain int / float)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        return value.item()
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int, float)):
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value

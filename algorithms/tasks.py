@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,14 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     out = Path(out_dir)
     if cfg.mode in ("search", "finetune", "export"):
         _check_fresh(out)
+    _check_whole_number("seed", cfg.seed)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     return {"search": search, "finetune": finetune, "export": export, "space": show_space}[cfg.mode](cfg, out)
+
+
+def _check_whole_number(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UserError(f"{name} must be a whole number, got {value!r}")
 
 
 def _check_fresh(out: Path) -> None:
@@ -70,8 +78,63 @@ def build_trainer(cfg: DictConfig, out: Path, stage: str, **overrides: Any) -> p
                                  filename="last", save_top_k=1)]
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.update(overrides)
+    for key in TRAINER_COUNTS:
+        if trainer_cfg.get(key) is not None:
+            name = f"trainer.{key}" if key not in overrides else "finetune.epochs" if key == "max_epochs" else key
+            _check_whole_number(name, trainer_cfg[key])
     return instantiate(trainer_cfg, logger=loggers, callbacks=callbacks + trainer_cfg.pop("callbacks", []),
                        default_root_dir=str(out), _convert_="all")
+
+
+TRAINER_COUNTS = ("max_epochs", "min_epochs", "max_steps", "log_every_n_steps", "num_sanity_val_steps",
+                  "accumulate_grad_batches", "check_val_every_n_epoch")
+
+
+def build_algorithm(cfg: DictConfig, space: torch.nn.Module) -> pl.LightningModule:
+    """The configured algorithm on ``space``; a hyperparameter it refuses is a ``UserError``."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg.algorithm, space=space, num_classes=cfg.data.num_classes, _convert_="all")
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, (ValueError, TypeError)):
+            raise UserError(f"algorithm: {str(cause).splitlines()[0]}") from None
+        raise
+
+
+def load_checkpoint(path: Any, key: str) -> dict[str, Any]:
+    """The Lightning checkpoint at ``path`` (given as ``key=``), read as plain data only.
+
+    ``weights_only=True``: tensors, numbers, strings, lists and dicts; a file that holds any other
+    pickled object (which could run code while it is read) is refused, as are files that are not
+    PyTorch checkpoints at all, or hold no ``state_dict``.
+    """
+    where = f"{key}={str(path)!r}"
+    if path is None or not Path(str(path)).is_file():
+        raise UserError(f"{where}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        detail = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), None)
+        if detail is None:  # not a pickle of anything: a text file, another format
+            raise UserError(f"{where} is not a PyTorch checkpoint (unreadable or truncated)") from None
+        raise UserError(f"{where} is refused: it holds pickled objects that are not plain data and could run "
+                        f"code when read ({detail}); only tensors and plain values are read") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{where} is not a PyTorch checkpoint (unreadable or truncated): {first}") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        raise UserError(f"{where} holds no state_dict: it is not a checkpoint written by a search")
+    return checkpoint
+
+
+def _load_state(algorithm: pl.LightningModule, checkpoint: dict[str, Any], where: str) -> None:
+    try:
+        algorithm.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{where} was not written by this algorithm and space: "
+                        f"{str(error).splitlines()[0]}") from None
 
 
 def load_arch(cfg: DictConfig, space: torch.nn.Module) -> dict[str, Any]:
@@ -81,9 +144,14 @@ def load_arch(cfg: DictConfig, space: torch.nn.Module) -> dict[str, Any]:
         raise UserError(f"arch={str(path)!r}: no such file (give the arch.json written by a search, "
                         "or a published architecture's name with the space it belongs to)")
     try:
-        arch = json.loads(path.read_text())
+        arch = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise UserError(f"arch={str(path)!r} is not valid JSON: {error}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"arch={str(path)!r} is not a UTF-8 text file (give the arch.json written by a search)") \
+            from None
+    except OSError as error:
+        raise UserError(f"arch={str(path)!r} cannot be read: {error.strerror or error}") from None
     try:
         return supernet.search_space(space).validate(arch)
     except (ValueError, TypeError) as error:
@@ -97,24 +165,35 @@ def _write_json(path: Path, value: Any) -> None:
 # -- modes ---------------------------------------------------------------------------------------------
 def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Search: build the supernet, fit it, export ``arch.json`` (and fine-tune with finetune_after=true)."""
+    from algorithms.base import DivergenceError
     from algorithms.history import SearchHistory
 
+    epochs = cfg.trainer.get("max_epochs")
+    if isinstance(epochs, int) and (epochs == 0 or epochs < -1):
+        raise UserError(f"trainer.max_epochs={epochs}: a search needs at least one epoch (-1: until trainer.max_steps)")
     space = build_space(cfg)
     data = build_data(cfg, search=True)
-    algorithm = instantiate(cfg.algorithm, space=space, num_classes=cfg.data.num_classes, _convert_="all")
+    algorithm = build_algorithm(cfg, space)
     history = SearchHistory()
     trainer = build_trainer(cfg, out, "search")
     trainer.callbacks.append(history)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(str(ckpt_path)).is_file():
-        raise UserError(f"ckpt_path={str(ckpt_path)!r}: no such checkpoint file")
-    trainer.fit(algorithm, datamodule=data, ckpt_path=ckpt_path)
+    if ckpt_path is not None:
+        load_checkpoint(ckpt_path, "ckpt_path")  # refuse what is not plain data before Lightning reads it
+    try:
+        trainer.fit(algorithm, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except DivergenceError as error:
+        raise UserError(str(error)) from None
+    # saved again once training has ended: the final search (ENAS best of N, SPOS evolution) runs in
+    # on_train_end, after the last epoch's checkpoint; and fast_dev_run writes no checkpoint at all
+    checkpoint = out / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(checkpoint, weights_only=False)  # the whole state, to resume from
     arch = algorithm.export()
     _write_json(out / "arch.json", arch)
     if getattr(algorithm, "topk", None):
         algorithm.save_topk(out / "topk.json")
     _pictures(out, arch, history, algorithm)
-    summary = {"arch": str(out / "arch.json"), "checkpoint": str(out / "checkpoints" / "last.ckpt"),
+    summary = {"arch": str(out / "arch.json"), "checkpoint": str(checkpoint),
                **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}}
     if cfg.get("finetune_after"):
         summary["finetune"] = _finetune_net(cfg, out, supernet.freeze(space, arch), space)
@@ -164,11 +243,11 @@ def finetune(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
 def _inherited(cfg: DictConfig, space: torch.nn.Module, arch: dict[str, Any]) -> torch.nn.Module:
     ckpt = cfg.get("ckpt")
-    if ckpt is None or not Path(str(ckpt)).is_file():
-        raise UserError(f"inherit_weights=true needs ckpt=<the search's last.ckpt>; got ckpt={ckpt!r}")
-    algorithm = instantiate(cfg.algorithm, space=space, num_classes=cfg.data.num_classes, _convert_="all")
-    state = torch.load(str(ckpt), map_location="cpu", weights_only=False)["state_dict"]
-    algorithm.load_state_dict(state)
+    if ckpt is None:
+        raise UserError("inherit_weights=true needs ckpt=<the search's last.ckpt>")
+    checkpoint = load_checkpoint(ckpt, "ckpt")
+    algorithm = build_algorithm(cfg, space)
+    _load_state(algorithm, checkpoint, f"ckpt={str(ckpt)!r}")
     return supernet.freeze(algorithm.supernet, arch, inherit_weights=True)
 
 
@@ -193,16 +272,12 @@ def _finetune_net(cfg: DictConfig, out: Path, net: torch.nn.Module, space: torch
 def export(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Rebuild the search's algorithm from ``ckpt`` and write its ``arch.json`` again (no training)."""
     ckpt = cfg.get("ckpt")
-    if ckpt is None or not Path(str(ckpt)).is_file():
-        raise UserError(f"mode=export needs ckpt=<a search checkpoint>; got ckpt={ckpt!r}")
+    if ckpt is None:
+        raise UserError("mode=export needs ckpt=<a search checkpoint>")
+    checkpoint = load_checkpoint(ckpt, "ckpt")
     space = build_space(cfg)
-    algorithm = instantiate(cfg.algorithm, space=space, num_classes=cfg.data.num_classes, _convert_="all")
-    checkpoint = torch.load(str(ckpt), map_location="cpu", weights_only=False)
-    try:
-        algorithm.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise UserError(f"ckpt={str(ckpt)!r} was not written by this algorithm and space: "
-                        f"{str(error).splitlines()[0]}") from None
+    algorithm = build_algorithm(cfg, space)
+    _load_state(algorithm, checkpoint, f"ckpt={str(ckpt)!r}")
     algorithm.on_load_checkpoint(checkpoint)
     arch = algorithm.export()
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from supernet.context import fixed_arch, no_fixed_arch
 from supernet.primitives.base import Mutable
-from supernet.primitives.basic_unit import copy_overlapping
+from supernet.primitives.basic_unit import BasicUnit, copy_overlapping
 from supernet.primitives.module import init_arguments
 from supernet.primitives.value_choice import ValueChoiceX, callable_value
 from supernet.space import search_space
@@ -32,9 +32,12 @@ def freeze(model: nn.Module, arch: Mapping[str, Any], inherit_weights: bool = Fa
     if init_arguments(model) is not None:
         fixed = rebuild(model, arch)
         if inherit_weights:
+            _check_holds(model, arch)
             donor = freeze_in_place(_copy_structure(model), arch)
             _inherit(fixed, donor)
     else:
+        if inherit_weights:
+            _check_holds(model, arch)
         fixed = freeze_in_place(copy.deepcopy(model), arch)
         if not inherit_weights:
             _reset_parameters(fixed)
@@ -90,6 +93,24 @@ def _inherit(fixed: nn.Module, donor: nn.Module) -> None:
         raise ValueError(f"cannot inherit weights: the rebuilt network has {len(missing)} tensors the supernet "
                          f"does not (e.g. {missing[0]!r})")
     copy_overlapping(donor, fixed)
+
+
+def _check_holds(model: nn.Module, arch: Mapping[str, Any]) -> None:
+    """Refuse to inherit from a unit that holds a tensor smaller than ``arch`` needs: its frozen form
+    would copy the overlap and leave the rest freshly initialised without a word. That is a space
+    built at its first values (not converted); a supernet holds the largest values."""
+    for path, unit in model.named_modules():
+        if not isinstance(unit, BasicUnit) or getattr(unit, "is_mixed", False):
+            continue
+        held = unit.state_dict()
+        for name, tensor in unit.freeze(arch).state_dict().items():
+            source = held.get(name)
+            if source is not None and source.dim() == tensor.dim() and any(
+                    s < t for s, t in zip(source.shape, tensor.shape)):
+                raise ValueError(f"cannot inherit weights: {path}.{name} holds {tuple(source.shape)} but the "
+                                 f"architecture needs {tuple(tensor.shape)}; the model is a space, not a supernet "
+                                 "holding the largest values: convert it (supernet.oneshot.convert) and train it, "
+                                 "or pass the search's supernet (algorithm.supernet)")
 
 
 def _reset_parameters(module: nn.Module) -> None:

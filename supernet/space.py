@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import numbers
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -206,6 +207,11 @@ def _components(labels: list[str], occurrences: Mapping[str, list[_Occurrence]])
 # ---------------------------------------------------------------------------------------------
 def search_space(model: nn.Module) -> SearchSpace:
     """Every decision of ``model`` by label (in order), with the space's size and tuner format."""
+    if isinstance(model, SearchSpace):
+        return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"search_space needs the model (a torch.nn.Module built from supernet.nn), "
+                        f"got {type(model).__name__}")
     space = SearchSpace()
     for choice in model.__dict__.get("_supernet_model_parameters", []):
         _add(space, choice, [], "<constructor>")
@@ -273,6 +279,10 @@ def normalize_arch(arch: Mapping[str, Any], space: SearchSpace | None = None) ->
                 value = choice.options[index]
             else:
                 raise ValueError(f"{label!r}: a parameters entry without '_value' needs the space to read '_idx'")
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):  # numpy integers
+            value = int(value)
+        elif isinstance(value, numbers.Real) and not isinstance(value, (bool, float, int)):  # numpy floats
+            value = float(value)
         if choice is not None and choice.kind == "input_choice":
             if isinstance(value, int) and not isinstance(value, bool):
                 value = [value]

@@ -67,6 +67,10 @@ def convert(model: nn.Module, family: str) -> tuple[nn.Module, ArchState]:
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; families: {list(FAMILIES)}")
+    mixed = next(((path, m) for path, m in model.named_modules() if getattr(m, "is_mixed", False)), None)
+    if mixed is not None:
+        raise TypeError(f"the model is already a supernet ({mixed[0] or '<model>'} is the mixed op "
+                        f"{type(mixed[1]).__name__}); convert the space once, or build a fresh space to convert")
     space = search_space(model)
     fixed_only = [c.label for c in space.choices.values() if c.kind == "model_parameter"]
     if fixed_only:

@@ -1,0 +1,213 @@
+"""Issue 15: nothing executed from a file, divergence caught, the exported result is the search's, bad input
+is one line, API guards. Runs go through ``algorithms.tasks.run`` on the tiny space and random images of
+tests/configs; exit codes and the one-line promise through a ``train.py`` subprocess."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import supernet
+from algorithms.base import DivergenceError
+from algorithms.tasks import UserError, run
+from supernet.oneshot import convert
+from tests.fakes import TinyConvSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["space=tiny", "data=random", "trainer=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "finetune.epochs=1", "data.num_train=64",
+        f"hydra.searchpath=[file://{ROOT / 'tests' / 'configs'}]"]
+# the evolution at its smallest: the test is about what is saved, not about the search
+SMALL = {"spos": ["algorithm.population=4", "algorithm.generations=1", "algorithm.topk=2",
+                  "algorithm.bn_calibration_batches=1", "algorithm.eval_batches=1"],
+         "enas": ["algorithm.controller_aggregate=1"]}
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("config", overrides=[*TINY, *overrides])
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    cli = [a for a in TINY if not a.startswith("hydra.searchpath")]
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config-dir", str(ROOT / "tests" / "configs"),
+                           *cli, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+def error_lines(done: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def darts_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("darts") / "run"
+    run(config("algorithm=darts"), out)
+    return out
+
+
+# -- 1. no code runs from a file ---------------------------------------------------------------------------
+class _RunsCode:
+    """Unpickling this creates ``path`` (what a malicious checkpoint would do, harmlessly)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _malicious_checkpoint(tmp_path: Path, source: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "code_ran"
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    checkpoint["payload"] = _RunsCode(marker)
+    path = tmp_path / "malicious.ckpt"
+    torch.save(checkpoint, path)
+    return path, marker
+
+
+@pytest.mark.parametrize("mode", ["export", "finetune_inherit", "resume"])
+def test_a_checkpoint_that_would_run_code_is_refused_with_one_error_line(mode, darts_run, tmp_path):
+    path, marker = _malicious_checkpoint(tmp_path, darts_run / "checkpoints" / "last.ckpt")
+    args = {"export": ["mode=export", f"ckpt={path}"],
+            "finetune_inherit": ["mode=finetune", f"arch={darts_run / 'arch.json'}", "inherit_weights=true",
+                                 f"ckpt={path}"],
+            "resume": ["algorithm=darts", "trainer.max_epochs=2", f"ckpt_path={path}"]}[mode]
+    done = train(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(error_lines(done)) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "not plain data" in error_lines(done)[0]
+    assert not marker.exists(), "unpickling the checkpoint ran its payload"
+
+
+def test_text_truncated_and_foreign_checkpoints_are_one_clear_error(darts_run, tmp_path):
+    text = tmp_path / "text.ckpt"
+    text.write_text("not a checkpoint\n")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes((darts_run / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"model": torch.zeros(3)}, foreign)
+    for path, message in [(text, "is not a PyTorch checkpoint"), (truncated, "is not a PyTorch checkpoint"),
+                          (foreign, "holds no state_dict")]:
+        with pytest.raises(UserError, match=message):
+            run(config("mode=export", f"ckpt={path}"), tmp_path / path.stem)
+
+
+# -- 4. the exported result is the search's result; our checkpoints are plain data ------------------------------
+@pytest.mark.parametrize("algorithm", ["darts", "enas", "proxyless", "spos"])
+def test_export_from_the_checkpoint_gives_the_search_arch(algorithm, tmp_path):
+    summary = run(config(f"algorithm={algorithm}", *SMALL.get(algorithm, [])), tmp_path / "search")
+    checkpoint = torch.load(summary["checkpoint"], map_location="cpu", weights_only=True)  # plain data only
+    assert "state_dict" in checkpoint
+    run(config(f"algorithm={algorithm}", *SMALL.get(algorithm, []), "mode=export", f"ckpt={summary['checkpoint']}"),
+        tmp_path / "export")
+    searched = json.loads((tmp_path / "search" / "arch.json").read_text())
+    assert json.loads((tmp_path / "export" / "arch.json").read_text()) == searched
+
+
+def test_the_checkpoint_named_in_the_summary_exists_under_debug_fdr(tmp_path):
+    summary = run(config("algorithm=spos", "debug=fdr", *SMALL["spos"]), tmp_path)
+    assert Path(summary["checkpoint"]).is_file()
+    checkpoint = torch.load(summary["checkpoint"], map_location="cpu", weights_only=True)
+    assert checkpoint["best_arch"] == json.loads((tmp_path / "arch.json").read_text())
+
+
+# -- 3. divergence caught, hopeless hyperparameters refused -----------------------------------------------------
+def test_a_diverging_search_stops_with_the_tensor_epoch_and_step_and_exports_nothing(tmp_path):
+    with pytest.raises(UserError) as caught:
+        run(config("algorithm=darts", "algorithm.learning_rate=1e10", "trainer.max_epochs=5"), tmp_path)
+    message = str(caught.value)
+    found = re.fullmatch(r"(loss|weight \S+|architecture parameter \S+) became (NaN|inf) at epoch (\d+), step (\d+)",
+                         message)
+    assert found, message
+    # 64 images, two halves of 32, batches of 32: one training step per epoch, counted over the run
+    assert int(found[4]) == int(found[3]) and 0 < int(found[3]) < 5
+    assert not (tmp_path / "arch.json").exists()
+
+
+def test_a_non_finite_architecture_parameter_is_named(tmp_path):
+    from algorithms import DartsModule
+
+    module = DartsModule(TinyConvSpace())
+    name, alpha = next((n, p) for n, p in module.named_parameters() if not n.startswith("supernet."))
+    with torch.no_grad():
+        alpha.view(-1)[0] = math.inf
+    with pytest.raises(DivergenceError, match=rf"^architecture parameter {name} became inf at epoch 0, step 0$"):
+        module.check_finite()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["algorithm=darts", "algorithm.weight_decay=nan"], "weight_decay must be a number, got nan"),
+    (["algorithm=darts", "algorithm.gradient_clip=nan"], "gradient_clip must be a number, got nan"),
+    (["algorithm=darts", "algorithm.warmup_epochs=nan"], "warmup_epochs must be a whole number, got nan"),
+    (["algorithm=darts", "algorithm.arch_betas=[1.0,0.999]"], r"arch_betas must be in \[0, 1\), got \[1.0, 0.999\]"),
+    (["algorithm=proxyless", "algorithm.arch_betas=[-0.1,0.999]"], r"arch_betas must be in \[0, 1\)"),
+    (["algorithm=enas", "algorithm.export_samples=2.5"], "export_samples must be a whole number, got 2.5"),
+    (["algorithm=spos", "algorithm.population=12.5"], "population must be a whole number, got 12.5"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0: a search needs at least one epoch"),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs must be a whole number, got 'abc'"),
+    (["seed=abc"], "seed must be a whole number, got 'abc'"),
+])
+def test_hyperparameters_that_cannot_work_are_refused_before_training(overrides, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        run(config(*overrides), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_wrong_types_on_the_command_line_are_one_error_line_and_exit_2(tmp_path):
+    for i, arg in enumerate(["seed=abc", "trainer.max_epochs=abc"]):
+        done = train(arg, f"hydra.run.dir={tmp_path / str(i)}")
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert error_lines(done) == [f"error: {arg.split('=')[0]} must be a whole number, got 'abc'"]
+
+
+# -- 6. unreadable arch files -----------------------------------------------------------------------------
+def test_a_non_utf8_or_unreadable_arch_file_is_one_clear_error(tmp_path):
+    binary = tmp_path / "arch.bin"
+    binary.write_bytes(b"\xff\xfe{\x00")
+    with pytest.raises(UserError, match="arch=.*arch.bin' is not a UTF-8 text file"):
+        run(config("mode=finetune", f"arch={binary}"), tmp_path / "a")
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(UserError, match="does not fit the space TinyConvSpace: an architecture is a dict"):
+        run(config("mode=finetune", f"arch={listed}"), tmp_path / "b")
+
+
+# -- 7. API guards ----------------------------------------------------------------------------------------
+def test_freeze_with_inherited_weights_refuses_a_space_too_narrow_for_the_arch():
+    space = TinyConvSpace()  # unconverted: built at the first width, 8
+    arch = supernet.search_space(space).validate({"width": 12, "kernel": 3, "depth": 1, "block0": "pool"})
+    with pytest.raises(ValueError, match=r"stem.0.weight holds \(8, 3, 3, 3\) but the architecture needs "
+                                         r"\(12, 3, 3, 3\).*convert.*supernet"):
+        supernet.freeze(space, arch, inherit_weights=True)
+    supernet.freeze(space, dict(arch, width=8), inherit_weights=True)  # what the space holds is fine
+
+
+def test_convert_refuses_a_model_that_is_already_a_supernet():
+    model, _ = convert(TinyConvSpace(), "differentiable")
+    with pytest.raises(TypeError, match="already a supernet"):
+        convert(model, "path_sampling")
+
+
+def test_search_space_of_none_is_a_clear_error():
+    with pytest.raises(TypeError, match="search_space needs the model .* got NoneType"):
+        supernet.search_space(None)
+
+
+def test_numpy_integers_in_an_arch_work_as_ints():
+    space = TinyConvSpace()
+    arch = {"width": np.int64(12), "kernel": np.int32(3), "depth": np.int64(1), "block0": "conv"}
+    checked = supernet.search_space(space).validate(arch)
+    assert checked["width"] == 12 and type(checked["width"]) is int
+    net = supernet.freeze(space, arch)
+    assert net.stem[0].weight.shape == (12, 3, 3, 3)
