@@ -19,6 +19,7 @@ from algorithms.cost import count_macs
 __all__ = ["SposModule"]
 
 _MAX_KEPT_PER_BIN = 100  # draws kept for later steps, per FLOPs bin
+_PILOT_DRAWS = 100  # uniform draws that set the FLOPs-bin range ends not given
 
 
 class SposModule(OneShotAlgorithm):
@@ -27,8 +28,11 @@ class SposModule(OneShotAlgorithm):
 
     Supernet training samples uniformly over architectures, or, with ``flops_bins=B``, as the
     authors' supernet training does (src/Supernet/train.py): a FLOPs bin uniformly among B
-    equal bins over [min_flops, max_flops] (the space's cheapest / dearest architecture where
-    not given), then a uniform architecture within it. FLOPs are ``cost``'s, the budget's unit.
+    equal bins over [min_flops, max_flops] (an end not given: the 5th / 95th percentile of 100
+    uniform draws), then a uniform architecture within it.
+    FLOPs are ``cost``'s, the budget's unit. Each draw costs a FLOPs count (cached per
+    architecture), and a step needs about ``1 / (B * p)`` draws for a bin holding a share ``p``
+    of the architectures (fewer: draws that land in other bins are kept for them).
 
     Each candidate is scored after recalibrating BatchNorm statistics on
     ``bn_calibration_batches`` training batches (train mode, no gradient), by accuracy on
@@ -130,6 +134,7 @@ class SposModule(OneShotAlgorithm):
         if self.hparams.flops_bins is None:
             return self.sample_within_budget()
         bins = self.hparams.flops_bins
+        self._bin_range()
         while True:
             live = [b for b in range(bins) if b not in self._empty_bins]
             if not live:
@@ -144,9 +149,7 @@ class SposModule(OneShotAlgorithm):
                     return queue.pop(0)
                 arch = self.sample_uniform()
                 if self.within_budget(arch):
-                    kept = self._bin_queues.setdefault(self._flops_bin(self.cost(arch)[0]), [])
-                    if len(kept) < _MAX_KEPT_PER_BIN:
-                        kept.append(arch)
+                    self._keep(arch)
             if queue:
                 return queue.pop(0)
             # The authors fall back to an unconstrained random path; we sample over the bins that can be hit.
@@ -155,29 +158,38 @@ class SposModule(OneShotAlgorithm):
                           f"{self.hparams.max_sampling_tries} uniform draws; sampling the other bins", stacklevel=2)
 
     def _bin_range(self) -> tuple[float, float]:
-        """[min_flops, max_flops], the cheapest / dearest architecture's FLOPs where not given."""
+        """[min_flops, max_flops]; an end not given is the 5th / 95th percentile of ``_PILOT_DRAWS``
+        uniform draws within the budget. Like the authors' 290-360 MFLOPs around their 330M budget,
+        the bins then cover the bulk of the space: its extremes are far too rare to fill a bin when
+        many decisions add up. The pilot draws are kept for their bins."""
         if self._flops_range is None:
-            from algorithms.cost import CostModel
-
             hp = self.hparams
             lo, hi = hp.min_flops, hp.max_flops
-            if lo is None or hi is None:
-                model = CostModel(self.supernet, self.arch, torch.zeros(1, *hp.example_input_shape, device=self.device))
-                default = self.arch.space.default_arch()
-                if lo is None:
-                    lo = self.cost({**default, **model.cheapest()})[0]
-                if hi is None:
-                    dearest = {label: max(model.state.alpha_values(label),
-                                          key=lambda v, label=label: model.cost({**model.reference, label: v}))
-                               for label in model.delta}
-                    hi = self.cost({**default, **dearest})[0]
+            pilot = [] if lo is not None and hi is not None else [self.sample_within_budget()
+                                                                  for _ in range(_PILOT_DRAWS)]
+            flops = sorted(self.cost(arch)[0] for arch in pilot)
+            if lo is None:
+                lo = flops[len(flops) // 20]
+            if hi is None:
+                hi = flops[-1 - len(flops) // 20]
             self._flops_range = (float(lo), float(hi))
+            for arch in pilot:
+                self._keep(arch)
         return self._flops_range
 
-    def _flops_bin(self, flops: float) -> int:
+    def flops_bin(self, flops: float) -> int | None:
+        """The FLOPs bin of ``flops`` (``None`` outside the bins' range)."""
         lo, hi = self._bin_range()
+        if not lo <= flops <= hi:
+            return None
         bins = self.hparams.flops_bins
-        return 0 if hi <= lo else min(max(int((flops - lo) / (hi - lo) * bins), 0), bins - 1)
+        return 0 if hi == lo else min(int((flops - lo) / (hi - lo) * bins), bins - 1)
+
+    def _keep(self, arch: dict[str, Any]) -> None:
+        """Queue ``arch`` for its FLOPs bin (if it is in one and the queue has room)."""
+        b = self.flops_bin(self.cost(arch)[0])
+        if b is not None and len(self._bin_queues.setdefault(b, [])) < _MAX_KEPT_PER_BIN:
+            self._bin_queues[b].append(arch)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x, y), _ = split_batch(batch) if not isinstance(batch, (list, tuple)) else (batch[:2], None)
