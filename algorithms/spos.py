@@ -24,7 +24,8 @@ _PILOT_DRAWS = 100  # uniform draws that set the FLOPs-bin range ends not given
 
 class SposModule(OneShotAlgorithm):
     """Train the supernet on uniformly sampled paths (only those within the FLOPs / params
-    range, if given), then search it by evolution under the same budget.
+    range, if given), then search it by evolution under the same budget. FLOPs here, as in
+    the papers (SPOS's 330M), are multiply-adds: ``max_flops=330e6`` is 330M multiply-adds.
 
     Supernet training samples uniformly over architectures, or, with ``flops_bins=B``, as the
     authors' supernet training does (src/Supernet/train.py): a FLOPs bin uniformly among B
