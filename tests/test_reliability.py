@@ -113,6 +113,8 @@ def test_export_from_the_checkpoint_gives_the_search_arch(algorithm, tmp_path):
         tmp_path / "export")
     searched = json.loads((tmp_path / "search" / "arch.json").read_text())
     assert json.loads((tmp_path / "export" / "arch.json").read_text()) == searched
+    if algorithm in ("enas", "spos"):  # the final search's result is in the checkpoint, whatever export does
+        assert checkpoint["best_arch"] == searched
 
 
 def test_the_checkpoint_named_in_the_summary_exists_under_debug_fdr(tmp_path):
@@ -133,6 +135,14 @@ def test_a_diverging_search_stops_with_the_tensor_epoch_and_step_and_exports_not
     # 64 images, two halves of 32, batches of 32: one training step per epoch, counted over the run
     assert int(found[4]) == int(found[3]) and 0 < int(found[3]) < 5
     assert not (tmp_path / "arch.json").exists()
+
+
+def test_a_diverging_search_through_train_py_is_one_error_line_and_exit_2(tmp_path):
+    done = train("algorithm=darts", "algorithm.learning_rate=1e10", "trainer.max_epochs=5",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert re.fullmatch(r"error: loss became NaN at epoch 2, step 2", error_lines(done)[0]), error_lines(done)
+    assert len(error_lines(done)) == 1 and not (tmp_path / "run" / "arch.json").exists()
 
 
 def test_a_non_finite_architecture_parameter_is_named(tmp_path):
@@ -172,7 +182,7 @@ def test_wrong_types_on_the_command_line_are_one_error_line_and_exit_2(tmp_path)
 
 
 # -- 6. unreadable arch files -----------------------------------------------------------------------------
-def test_a_non_utf8_or_unreadable_arch_file_is_one_clear_error(tmp_path):
+def test_a_non_utf8_or_non_dict_arch_file_is_one_clear_error(tmp_path):
     binary = tmp_path / "arch.bin"
     binary.write_bytes(b"\xff\xfe{\x00")
     with pytest.raises(UserError, match="arch=.*arch.bin' is not a UTF-8 text file"):
