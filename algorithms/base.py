@@ -185,10 +185,11 @@ class OneShotAlgorithm(pl.LightningModule):
     def check_finite(self) -> None:
         """Raise :class:`DivergenceError` naming the first weight or architecture parameter that is not
         finite. One fused norm over all parameters per step; the names are looked up only on failure."""
-        parameters = [p for p in self.parameters()]
-        if not parameters or bool(torch.isfinite(torch.stack(torch._foreach_norm(parameters)).sum())):
+        parameters = list(self.parameters())
+        norms = torch._foreach_norm(parameters) if parameters else []
+        if not norms or bool(torch.isfinite(torch.stack([n.float() for n in norms]).sum())):
             return
-        for name, p in self.named_parameters():
+        for name, p in self.named_parameters():  # an overflowing norm of finite values raises nothing
             if not bool(torch.isfinite(p).all()):
                 kind = "weight" if name.startswith("supernet.") else "architecture parameter"
                 raise DivergenceError(f"{kind} {name} became {_non_finite(p)} at {self._position()}")

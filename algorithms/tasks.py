@@ -178,8 +178,8 @@ def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     trainer = build_trainer(cfg, out, "search")
     trainer.callbacks.append(history)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None:
-        load_checkpoint(ckpt_path, "ckpt_path")  # refuse what is not plain data before Lightning reads it
+    if ckpt_path is not None:  # refuse what is not plain data, or not this search's, before Lightning reads it
+        _load_state(algorithm, load_checkpoint(ckpt_path, "ckpt_path"), f"ckpt_path={str(ckpt_path)!r}")
     try:
         trainer.fit(algorithm, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except DivergenceError as error:

@@ -103,6 +103,11 @@ def test_text_truncated_and_foreign_checkpoints_are_one_clear_error(darts_run, t
             run(config("mode=export", f"ckpt={path}"), tmp_path / path.stem)
 
 
+def test_resuming_from_a_checkpoint_of_another_algorithm_is_one_clear_error(darts_run, tmp_path):
+    with pytest.raises(UserError, match=r"ckpt_path=.* was not written by this algorithm and space: Error"):
+        run(config("algorithm=enas", f"ckpt_path={darts_run / 'checkpoints' / 'last.ckpt'}"), tmp_path)
+
+
 # -- 4. the exported result is the search's result; our checkpoints are plain data ------------------------------
 @pytest.mark.parametrize("algorithm", ["darts", "enas", "proxyless", "spos"])
 def test_export_from_the_checkpoint_gives_the_search_arch(algorithm, tmp_path):
