@@ -221,14 +221,7 @@ class SposModule(OneShotAlgorithm):
         src/Search/tester.py resets the statistics too but keeps momentum 0.1 over 200 batches of
         128 images; the exact average lets the default 20 batches suffice.
         """
-        self.arch.set_arch(arch)
-        norms = [m for m in self.supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-        self.supernet.train()
-        for x, _ in calibration:
-            self.supernet(x)
+        self.recalibrate(arch, calibration)
         self.supernet.eval()
         correct = total = 0
         for x, y in evaluation:
@@ -237,6 +230,18 @@ class SposModule(OneShotAlgorithm):
             correct += int((out.argmax(-1) == y).sum())
             total += y.numel()
         return correct / max(total, 1)
+
+    @torch.no_grad()
+    def recalibrate(self, arch: dict[str, Any], calibration: list) -> None:
+        """Set ``arch`` and recompute every BatchNorm's statistics on ``calibration`` (see ``score``)."""
+        self.arch.set_arch(arch)
+        for m in self.supernet.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration batches
+        self.supernet.train()
+        for x, _ in calibration:
+            self.supernet(x)
 
     def search(self, loader: Any) -> dict[str, Any]:
         """Evolutionary search on the trained supernet; returns the best architecture."""
@@ -305,11 +310,14 @@ class SposModule(OneShotAlgorithm):
             parents = record(random_fill(size))
             progress.update(1)
         progress.close()
-        for m, momentum in saved_momentum.items():
-            m.momentum = momentum
         ranked = sorted(scored.values(), key=lambda r: -r["accuracy"])
         self.topk = ranked[: hp.topk]
         self.best_arch = self.topk[0]["arch"]
+        # leave the supernet with the best candidate's recalibrated statistics (not the last one
+        # scored), so a fixed net inheriting the weights starts from what evolution measured
+        self.recalibrate(self.best_arch, calibration)
+        for m, momentum in saved_momentum.items():
+            m.momentum = momentum
         self.arch.set_arch(self.best_arch)
         return self.best_arch
 

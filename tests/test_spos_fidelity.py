@@ -161,3 +161,28 @@ def test_flops_bin_sampling_hits_every_bin_uniformly():
         counts[bin_of(module.cost(module.sample_for_training())[0])] += 1
     expected = draws / bins
     assert all(abs(c - expected) < 0.2 * expected for c in counts), f"counts per FLOPs bin {counts}"
+
+
+def test_spos_search_leaves_the_best_candidates_batchnorm_statistics():
+    """After evolution the supernet's BN statistics are the best candidate's recalibration (not the last
+    candidate's), so a fixed net inheriting the weights scores what evolution measured."""
+    module = SposModule(BnSpace(), population=2, generations=1, topk=2, example_input_shape=(3, 8, 8),
+                        bn_calibration_batches=2, eval_batches=2)
+    g = torch.Generator().manual_seed(0)
+    loader = DataLoader(TensorDataset(torch.randn(64, 3, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)),
+                        batch_size=16)
+    scored = []
+    score = module.score
+    module.score = lambda arch, *batches: scored.append(arch) or score(arch, *batches)
+    best = module.search(loader)
+    assert scored[-1] != best, "the fixture must end evolution on another candidate than the best"
+    calibration, evaluation = module._batches(loader, "train", 2), module._batches(loader, "val", 2)
+    got = {k: v.clone() for k, v in module.supernet.state_dict().items() if "running" in k}
+    score(best, calibration, evaluation)
+    for key, value in module.supernet.state_dict().items():
+        if "running" in key:
+            assert torch.equal(got[key], value), key
+    net = supernet.freeze(module.supernet, best, inherit_weights=True).eval()
+    with torch.no_grad():
+        correct = sum(int((net(x).argmax(-1) == y).sum()) for x, y in evaluation)
+    assert correct / sum(y.numel() for _, y in evaluation) == module.topk[0]["accuracy"]
