@@ -84,3 +84,15 @@ def test_run_quick_writes_the_table_rows(tmp_path):
     text = (tmp_path / "search_quality.md").read_text()
     assert f"| spos | 1 | {result['percentile']:.1f} | {result['accuracy']:.3f} | {max(population):.3f} |" in text
     assert (tmp_path / "search_quality.png").stat().st_size > 0
+
+
+def test_ground_truth_reproduces_from_its_recipe():
+    from benchmarks.search_quality_space import dataset, train_from_scratch
+
+    table = load_ground_truth()
+    recipe = table["recipe"]
+    row = next(r for r in table["architectures"] if r["key"] == "skip-skip-skip")  # the cheapest to retrain
+    train, test = dataset(recipe["num_train"], recipe["num_test"])
+    again = train_from_scratch(row["arch"], recipe["seeds"][0], train, test, recipe["epochs"], recipe["batch_size"],
+                               recipe["learning_rate"])
+    assert again["accuracy"] == pytest.approx(row["accuracies"][0], abs=0.005)
