@@ -13,6 +13,7 @@ from benchmarks.search_quality import (
     load_ground_truth,
     percentile,
     random_search,
+    rewrite_outputs,
     run,
 )
 from benchmarks.search_quality_space import ChainSpace, all_archs, arch_key
@@ -84,6 +85,10 @@ def test_run_quick_writes_the_table_rows(tmp_path):
     text = (tmp_path / "search_quality.md").read_text()
     assert f"| spos | 1 | {result['percentile']:.1f} | {result['accuracy']:.3f} | {max(population):.3f} |" in text
     assert (tmp_path / "search_quality.png").stat().st_size > 0
+    # the report subcommand rewrites the same doc from the saved results
+    (tmp_path / "search_quality.md").unlink()
+    rewrite_outputs(tmp_path)
+    assert (tmp_path / "search_quality.md").read_text() == text
 
 
 def test_ground_truth_reproduces_from_its_recipe():
