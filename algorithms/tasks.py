@@ -7,6 +7,7 @@ raises ``UserError`` (a ValueError) with one line that names the bad value.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pickle
@@ -21,11 +22,19 @@ from omegaconf import DictConfig, OmegaConf
 
 import supernet
 
-__all__ = ["UserError", "run"]
+__all__ = ["Interrupted", "UserError", "run"]
 
 
 class UserError(ValueError):
     """Bad input from the command line: reported as one line, exit status 2."""
+
+
+class Interrupted(Exception):
+    """The search was stopped by Ctrl-C (SIGINT); ``checkpoint`` is the ``last.ckpt`` to resume from."""
+
+    def __init__(self, message: str, checkpoint: str | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
 
 
 MODES = ("search", "finetune", "export", "space")
@@ -61,9 +70,13 @@ def build_space(cfg: DictConfig) -> torch.nn.Module:
 
 
 def build_data(cfg: DictConfig, search: bool) -> pl.LightningDataModule:
+    from hydra.utils import get_class
+
     data = OmegaConf.to_container(cfg.data, resolve=True)
+    accepts = inspect.signature(get_class(data["_target_"])).parameters
     for key in ("num_classes", "input_shape"):  # facts about the data, for the space and algorithm
-        data.pop(key, None)
+        if key not in accepts:  # a data module that can check them (image folders: num_classes) gets them
+            data.pop(key, None)
     return instantiate(data, search=search, _convert_="all")
 
 
@@ -129,6 +142,22 @@ def load_checkpoint(path: Any, key: str) -> dict[str, Any]:
     return checkpoint
 
 
+def _check_same_hyperparameters(algorithm: pl.LightningModule, checkpoint: dict[str, Any], where: str) -> None:
+    """A resume continues the search the checkpoint holds: the algorithm's hyperparameters must be the
+    checkpoint's (any change makes it another search, not the continuation of this one). What lives
+    outside the algorithm may change, e.g. ``trainer.max_epochs`` to extend a search."""
+    saved = checkpoint.get("hyper_parameters")
+    if not isinstance(saved, Mapping):
+        return
+    now = dict(algorithm.hparams)
+    differ = [key for key in sorted(set(saved) | set(now)) if saved.get(key, "(unset)") != now.get(key, "(unset)")]
+    if differ:
+        changes = ", ".join(f"{key} {saved.get(key, '(unset)')!r} -> {now.get(key, '(unset)')!r}" for key in differ)
+        raise UserError(f"{where} was written with other algorithm settings: {changes}; resume with the "
+                        "checkpoint's settings (only trainer and data settings, such as trainer.max_epochs, "
+                        "may change), or start a new search")
+
+
 def _load_state(algorithm: pl.LightningModule, checkpoint: dict[str, Any], where: str) -> None:
     try:
         algorithm.load_state_dict(checkpoint["state_dict"])
@@ -153,9 +182,39 @@ def load_arch(cfg: DictConfig, space: torch.nn.Module) -> dict[str, Any]:
     except OSError as error:
         raise UserError(f"arch={str(path)!r} cannot be read: {error.strerror or error}") from None
     try:
-        return supernet.search_space(space).validate(arch)
+        ss = supernet.search_space(space)
+        _check_arch_values(arch, ss)
+        return ss.validate(arch)
     except (ValueError, TypeError) as error:
         raise UserError(f"arch={str(path)!r} does not fit the space {type(space).__name__}: {error}") from None
+
+
+def _check_arch_values(arch: Any, ss: Any) -> None:
+    """What the space's own check lets through from a file: a float (``12.0``) for a decision between
+    whole numbers (it would reach the layers as a float size), and tuner-format entries
+    (``{"_value": ..., "_idx": ...}``) whose index is not a whole number in range or names another value."""
+    if not isinstance(arch, Mapping):
+        return  # validate says what an architecture is
+    for label, value in arch.items():
+        choice = ss.choices.get(label)
+        if choice is None:
+            continue
+        if isinstance(value, Mapping) and ("_idx" in value or "_idex" in value):
+            index = value.get("_idx", value.get("_idex"))
+            count = (choice.n_candidates or 0) if choice.kind == "input_choice" else len(choice.options)
+            indices = index if isinstance(index, list) and choice.kind == "input_choice" else [index]
+            for i in indices:
+                if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < count:
+                    raise ValueError(f"{label!r}: _idx {index!r} is out of range: the decision has {count} options "
+                                     f"(indices 0 to {count - 1})")
+            if choice.kind != "input_choice" and "_value" in value and choice.options[index] != value["_value"]:
+                raise ValueError(f"{label!r}: _idx {index} is {choice.options[index]!r}, but _value is "
+                                 f"{value['_value']!r}")
+            value = value.get("_value")
+        options = choice.options if choice.kind != "input_choice" else []
+        whole = bool(options) and all(isinstance(o, int) and not isinstance(o, bool) for o in options)
+        if whole and isinstance(value, float):
+            raise ValueError(f"{label!r} takes whole numbers ({', '.join(map(str, choice.options))}), got {value!r}")
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -177,16 +236,25 @@ def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     history = SearchHistory()
     trainer = build_trainer(cfg, out, "search")
     trainer.callbacks.append(history)
+    checkpoint = out / "checkpoints" / "last.ckpt"
+    interrupt = _SaveOnInterrupt(checkpoint)
+    trainer.callbacks.append(interrupt)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None:  # refuse what is not plain data, or not this search's, before Lightning reads it
-        _load_state(algorithm, load_checkpoint(ckpt_path, "ckpt_path"), f"ckpt_path={str(ckpt_path)!r}")
+        where = f"ckpt_path={str(ckpt_path)!r}"
+        saved = load_checkpoint(ckpt_path, "ckpt_path")
+        _load_state(algorithm, saved, where)
+        _check_same_hyperparameters(algorithm, saved, where)
     try:
         trainer.fit(algorithm, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except DivergenceError as error:
         raise UserError(str(error)) from None
+    except SystemExit:  # Lightning ends the process with exit(1) after Ctrl-C, once on_exception has run
+        if not trainer.interrupted:
+            raise
+        raise Interrupted(interrupt.message, str(checkpoint) if checkpoint.is_file() else None) from None
     # saved again once training has ended: the final search (ENAS best of N, SPOS evolution) runs in
     # on_train_end, after the last epoch's checkpoint; and fast_dev_run writes no checkpoint at all
-    checkpoint = out / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(checkpoint, weights_only=False)  # the whole state, to resume from
     arch = algorithm.export()
     _write_json(out / "arch.json", arch)
@@ -198,6 +266,32 @@ def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     if cfg.get("finetune_after"):
         summary["finetune"] = _finetune_net(cfg, out, supernet.freeze(space, arch), space)
     return summary
+
+
+class _SaveOnInterrupt(pl.Callback):
+    """On Ctrl-C, keep a checkpoint to resume from. Lightning 2.6 catches KeyboardInterrupt in
+    ``_call_and_handle_interrupt``, calls every callback's ``on_exception``, then ``sys.exit(1)``.
+
+    The last finished epoch's ``last.ckpt`` is kept when there is one: resuming from an epoch end is exact
+    (the loaders' order is drawn from seed and epoch). Before the first epoch has finished, the state as
+    it is now is saved instead, so that the work is not lost (that resume repeats the interrupted epoch's
+    first batches and is not bit-identical to an uninterrupted run)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.checkpoint = checkpoint
+        self.message = "the search stopped before any checkpoint was written; nothing to resume"
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        epoch, step = trainer.current_epoch, trainer.global_step
+        if not self.checkpoint.is_file():
+            trainer.save_checkpoint(self.checkpoint, weights_only=False)
+            self.message = (f"the search stopped in epoch {epoch} (step {step}), before any epoch finished; "
+                            f"its state now is saved in {self.checkpoint}")
+        else:
+            self.message = (f"the search stopped in epoch {epoch} (step {step}); the checkpoint of the last "
+                            f"finished epoch is {self.checkpoint}")
 
 
 def _pictures(out: Path, arch: dict[str, Any], history: Any, algorithm: Any) -> None:

@@ -73,8 +73,8 @@ def test_a_killed_search_resumes_from_its_last_checkpoint_and_finishes(tmp_path)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["algorithm=nope"], "Could not find 'algorithm/nope'"),
-    (["space=nope"], "Could not find 'space/nope'"),
+    (["algorithm=nope"], "error: unknown algorithm=nope; choose one of: darts, darts2,"),
+    (["space=nope"], "error: unknown space=nope; choose one of: amoebanet, autoformer,"),
     (["mode=finetune", "arch=/no/such/arch.json"], "arch='/no/such/arch.json': no such file"),
     (["mode=bogus"], "unknown mode='bogus'"),
     (["algorithm.learning_rate=-1"], "learning_rate must be a positive number, got -1"),

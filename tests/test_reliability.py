@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -226,3 +227,113 @@ def test_numpy_integers_in_an_arch_work_as_ints():
     assert checked["width"] == 12 and type(checked["width"]) is int
     net = supernet.freeze(space, arch)
     assert net.stem[0].weight.shape == (12, 3, 3, 3)
+
+
+# -- 2. a resume with other settings --------------------------------------------------------------------------
+def test_resuming_with_other_algorithm_settings_names_the_keys_and_max_epochs_may_grow(darts_run, tmp_path):
+    last = darts_run / "checkpoints" / "last.ckpt"
+    with pytest.raises(UserError, match=r"^ckpt_path=.* was written with other algorithm settings: "
+                                        r"learning_rate 0\.025 -> 0\.1, warmup_epochs 0 -> 1; resume with"):
+        run(config("algorithm=darts", "algorithm.learning_rate=0.1", "algorithm.warmup_epochs=1",
+                   f"ckpt_path={last}"), tmp_path / "changed")
+    summary = run(config("algorithm=darts", "trainer.max_epochs=2", f"ckpt_path={last}"), tmp_path / "longer")
+    epochs = [torch.load(p, map_location="cpu", weights_only=True)["epoch"] for p in (last, summary["checkpoint"])]
+    assert epochs == [1, 2]  # epochs finished: the resumed search went on for one more
+
+
+# -- 6. every bad input through train.py: one line, exit 2 ------------------------------------------------------
+def test_an_unknown_group_option_is_one_line_that_lists_the_options(tmp_path):
+    done = train("algorithm=dartz", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "error: unknown algorithm=dartz; choose one of: darts, darts2, enas, gdas, gumbel, proxyless, spos"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelt_key_is_one_line_that_suggests_the_key_and_lists_the_keys(tmp_path):
+    done = train("trainer.max_epoch=3", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown key trainer.max_epoch; did you mean max_epochs? "
+                                                   "known keys there: _target_, accelerator, ")
+    assert lines[0].endswith("(a new key is added with +trainer.max_epoch=...)")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (12.0, r"'width' takes whole numbers \(8, 12\), got 12\.0"),
+    ({"_idx": 5, "_value": 12}, r"'width': _idx 5 is out of range: the decision has 2 options \(indices 0 to 1\)"),
+    ({"_idx": 1.0, "_value": 12}, r"'width': _idx 1\.0 is out of range"),
+    ({"_idx": 0, "_value": 12}, r"'width': _idx 0 is 8, but _value is 12"),
+])
+def test_a_float_for_a_whole_number_decision_or_a_bad_tuner_index_is_one_clear_error(value, message, tmp_path):
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps({"width": value, "kernel": 3, "depth": 1, "block0": "conv"}))
+    with pytest.raises(UserError, match=rf"arch='.*arch.json' does not fit the space TinyConvSpace: {message}"):
+        run(config("mode=finetune", f"arch={path}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def _image_folder(root: Path, classes: int, broken: str | None = None) -> Path:
+    from PIL import Image
+
+    for part in ("train", "val"):
+        for c in range(classes):
+            folder = root / part / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (40, 40), (60 * c, 10 * i, 0)).save(folder / f"{i}.png")
+    if broken:
+        (root / broken).write_bytes(b"\x89PNG\r\n\x1a\n not really an image")
+    return root
+
+
+def _on_image_folder(root: Path, num_classes: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    cli = [a for a in TINY if not a.startswith(("hydra.searchpath", "data=", "data.num_train"))]
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--config-dir", str(ROOT / "tests" / "configs"),
+                           *cli, "data=imagefolder", f"data.root={root}", f"data.num_classes={num_classes}",
+                           "data.image_size=32", "data.batch_size=4", "data.input_shape=[3,32,32]", *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+def test_an_image_folder_with_another_class_count_names_both_numbers(tmp_path):
+    root = _image_folder(tmp_path / "images", classes=2)
+    done = _on_image_folder(root, 3, "data.num_workers=0", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert error_lines(done) == [f"error: '{root / 'train'}' has 2 class folders but data.num_classes=3; "
+                                 "set data.num_classes=2 or fix the folder"]
+
+
+def test_a_corrupt_image_is_one_line_that_names_the_file(tmp_path):
+    root = _image_folder(tmp_path / "images", classes=2, broken="train/class1/broken.png")
+    # one loader worker: the error crosses a process boundary, as it does in a real run
+    done = _on_image_folder(root, 2, "data.num_workers=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(error_lines(done)) == 1, done.stderr[-2000:]
+    assert error_lines(done)[0].startswith(f"error: cannot read the image '{root / 'train' / 'class1' / 'broken.png'}'"
+                                           ": cannot identify image file")
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    for folder, reason in [(tmp_path / "file" / "run", "Not a directory"), (Path("/proc/self/run"), None)]:
+        done = train("mode=space", f"hydra.run.dir={folder}")
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert done.stderr.strip().splitlines() == error_lines(done), done.stderr[-2000:]
+        assert error_lines(done)[0].startswith(f"error: cannot write the run folder '{folder}': {reason or ''}")
+
+
+class FullDisk(pl.Callback):
+    """Writes its epoch note to /dev/full, where every write fails with ENOSPC (as on a full disk)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        with open("/dev/full", "w") as note:
+            note.write(f"epoch {trainer.current_epoch}\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_one_line(tmp_path):
+    done = train("algorithm=darts", "+trainer.callbacks=[{_target_:tests.test_reliability.FullDisk}]",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert error_lines(done) == ["error: no space left on the device ([Errno 28] No space left on device)"]
