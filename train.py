@@ -91,7 +91,7 @@ def describe(error: Exception) -> str | None:
     if isinstance(error, (UserError, RunFolderError, DataError, FileNotFoundError, NotADirectoryError)):
         return first_line(error)
     if isinstance(error, OSError) and error.errno in DISK_ERRORS:
-        return DISK_ERRORS[error.errno] + (f": {error.filename!r}" if error.filename else f" ({first_line(error)})")
+        return DISK_ERRORS[error.errno] + (f": {error.filename!r}" if error.filename else "")
     return None
 
 
@@ -103,6 +103,9 @@ def cli() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises, so that describe() sees the exception itself
     try:
         main()
+    except KeyboardInterrupt:  # outside a search's training, where there is nothing to resume
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except Exception as error:
         report(error)
         raise
