@@ -269,6 +269,7 @@ def run(algorithms: list[str], seeds: list[int], out: Path, quick: bool = False,
     train, _ = dataset(budget["num_train"], 2)
     _, test = dataset(2, table["recipe"]["num_test"])
     start = time.perf_counter()
+    commit, dirty = _commit(), _dirty()  # the code the run imports now, not what the checkout holds at its end
     results: list[dict[str, Any]] = []
     taus: list[float] = []
     for name in algorithms:
@@ -301,7 +302,7 @@ def run(algorithms: list[str], seeds: list[int], out: Path, quick: bool = False,
         "high": picks[(9 * len(picks)) // 10], "train_seconds": train_seconds, "search_seconds": mean_search,
         "timing": timing},
         "best_accuracy": max(population), "median_accuracy": sorted(population)[len(population) // 2],
-        "wall_seconds": time.perf_counter() - start, "quick": quick, "commit": _commit(), "dirty": _dirty(),
+        "wall_seconds": time.perf_counter() - start, "quick": quick, "commit": commit, "dirty": dirty,
         "machine": _machine(), "command": command, "budget": budget, "ground_truth": table}
     write_outputs(summary, out)
     print(f"wrote {out / 'search_quality.md'} and {out / 'search_quality.png'} "
@@ -362,6 +363,18 @@ def _verdict(row: dict[str, Any], rnd: dict[str, Any]) -> str:
             f"the space's ops).")
 
 
+def _headline(summary: dict[str, Any]) -> str:
+    rows, rnd = table_rows(summary), summary["random"]
+    above = [r["algorithm"] for r in rows if r["percentile"] > 50]
+    better = [r["algorithm"] for r in rows if r["percentile"] > rnd["high"]]
+    each = ", ".join(f"{r['algorithm']} {r['percentile']:.0f}" for r in rows)
+    return (f"**In short**: {len(above)} of {len(rows)} algorithms place their export above the median "
+            f"architecture on average over seeds (mean percentiles: {each}); "
+            + (f"{', '.join(better)} beat" if better else "none beats")
+            + f" random search given the same wall-clock time (mean percentile {rnd['mean']:.0f}, "
+            f"{rnd['evaluations']} evaluations).")
+
+
 def report(summary: dict[str, Any]) -> str:
     """docs/search_quality.md: the setup, the table, the plot, the random-search and Kendall tau figures,
     and where each algorithm stands."""
@@ -379,7 +392,10 @@ def report(summary: dict[str, Any]) -> str:
            f"- commit: `{summary['commit']}`" + (" with uncommitted changes to " + ", ".join(
                f"`{f}`" for f in summary["dirty"]) if summary["dirty"] else ""),
            f"- machine: {summary['machine']} (a 2-core CPU shared with other jobs; times drift)",
-           f"- wall time of the run: {summary['wall_seconds'] / 60:.1f} min", "",
+           f"- wall time of the run: {summary['wall_seconds'] / 60:.1f} min", *(
+               [f"- results: {summary['reconstructed_from_log']}"] if "reconstructed_from_log" in summary else []),
+           "",
+           _headline(summary), "",
            "## Space and ground truth", "",
            "`benchmarks/search_quality_space.py`: `ChainSpace`, a stem conv3x3 (16 channels), three searched "
            "layers (layer0, a 2x2 average pool, layer1, layer2), each a LayerChoice of conv3x3 / conv5x5 "
@@ -428,6 +444,13 @@ def report(summary: dict[str, Any]) -> str:
             f"2000 simulated random searches. K evaluations are {100 * rnd['evaluations'] / len(rows):.0f}% of "
             "this space; random search is a strong baseline on larger spaces too (Li & Talwalkar, 2019; "
             "Yang et al., 2020).", ""]
+    if rnd["timing"].get("recorded_seconds") and not summary["quick"]:
+        k = max(1, round(rnd["search_seconds"] / rnd["timing"]["recorded_seconds"]))
+        picks = sorted(random_search(rows, k))
+        out += [f"The count is sensitive to the machine's load: with the ground truth's recorded training time "
+                f"({rnd['timing']['recorded_seconds']:.1f} s, measured while the machine was busier) K would be "
+                f"{k}, and random search's percentile {sum(picks) / len(picks):.0f} "
+                f"({picks[len(picks) // 10]:.0f}-{picks[(9 * len(picks)) // 10]:.0f}).", ""]
     if rnd["timing"]["check"]:
         out += ["The retrained architectures reproduce the ground truth's first seed (recorded -> now): "
                 + ", ".join(f"`{key}` {a:.3f} -> {b:.3f}" for key, a, b in rnd["timing"]["check"]) + ".", ""]
@@ -444,11 +467,19 @@ def report(summary: dict[str, Any]) -> str:
     if darts:
         free = sum(row["parameter_free"] for row in darts) / len(darts)
         collapsed = "collapsed to" if free > 0.5 else "did not collapse to"
+        steps = budget["epochs"] * -(-budget["num_train"] // 2 // budget["batch_size"])
         out += ["", f"In this run the DARTS variants {collapsed} parameter-free ops: {100 * free:.0f}% of their "
                 "exported ops are maxpool / skip, against 50% of the space's ops. The collapse grows with the "
                 "length of the search (skip connections multiply with the search epochs: Liang et al., 2019, "
                 "DARTS+, which stops the search for that reason, as Zela et al.'s DARTS-ES does); this search "
-                "is short (a few hundred steps on a three-layer chain)."]
+                f"is short ({steps} weight steps on a three-layer chain)."]
+    spos = [row for row in table_rows(summary) if row["algorithm"] == "spos"]
+    if spos and taus:
+        out += ["", f"SPOS and ENAS choose with inherited weights (SPOS's evolution and ENAS's export both score "
+                f"candidates on the shared supernet), and in this run that supernet ranks the space poorly (mean "
+                f"Kendall tau {sum(taus) / len(taus):.2f}): SPOS lands at percentile {spos[0]['percentile']:.0f}. "
+                "The lever is the supernet's ranking (longer supernet training, more data, BN recalibration on "
+                "more batches); this benchmark does not measure how far each goes."]
     out += ["", "## Why, and what fixes it", "",
             "DARTS's continuous relaxation favours parameter-free operations (the usual explanation: early in "
             "a search they give the mixed output a useful signal while the convolutions are still untrained, "
