@@ -1,11 +1,14 @@
 """Search quality against ground truth: what each one-shot algorithm finds in a space where every
 architecture's from-scratch accuracy is known.
 
-    python -m benchmarks.search_quality ground-truth    # trains all 64 architectures (~25 min, 1 thread)
-    python -m benchmarks.search_quality run             # every algorithm x 3 seeds, writes docs/search_quality.md
-    python -m benchmarks.search_quality run --algorithms spos enas --seeds 0 1 --quick
+    python -m benchmarks.search_quality ground-truth    # trains all 64 architectures x 2 seeds (22 min, 1 thread)
+    python -m benchmarks.search_quality run             # 6 algorithms x 3 seeds: docs/search_quality.{md,png,json}
+    python -m benchmarks.search_quality run --algorithms spos enas darts-warmup --seeds 0 1 --quick --out /tmp/sq
+    python -m benchmarks.search_quality report          # rewrite the doc and plot from docs/search_quality.json
 
-The space, data and training recipe are in ``benchmarks/search_quality_space.py``.
+The space, data and training recipe are in ``benchmarks/search_quality_space.py``. Every search gets
+the same budget (``SEARCH``); random search gets the same wall-clock time, counted in trainings of one
+architecture (see ``run`` and the doc). All on one thread, so times compare.
 """
 
 from __future__ import annotations
