@@ -128,7 +128,7 @@ class SearchSpace:
                 if not choice.contains(arch[label]):
                     raise ValueError(f"invalid value {arch[label]!r} for {label!r}; allowed: "
                                      f"{_abbreviate(choice.options)}")
-                complete[label] = arch[label]
+                complete[label] = choice.canonical(arch[label])
             elif self.is_active(label, {**complete, **arch}):
                 raise ValueError(f"the architecture has no value for {label!r}; allowed: "
                                  f"{_abbreviate(choice.options)}")

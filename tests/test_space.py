@@ -153,3 +153,18 @@ def test_fixed_arch_builds_a_plain_network_directly():
         net = ValueChoiceSpace()
     assert_plain(net)
     assert net.conv.out_channels == 16 and net.attn.num_heads == 4
+
+
+def test_a_number_equal_to_an_option_is_taken_as_the_option_the_space_declares():
+    """JSON readers may give 12.0 for 12: validate returns the declared option, so freeze builds with an int."""
+    class Widths(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, nn.ValueChoice([8, 12], label="width"), 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    arch = supernet.search_space(Widths()).validate({"width": 12.0})
+    assert arch == {"width": 12} and type(arch["width"]) is int
+    assert supernet.freeze(Widths(), {"width": 12.0})(torch.randn(1, 3, 8, 8)).shape == (1, 12, 6, 6)

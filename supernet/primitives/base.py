@@ -37,6 +37,10 @@ class Choice:
         """Whether ``value`` is one of the allowed options."""
         return any(value == o and _same_kind(value, o) for o in self.options)
 
+    def canonical(self, value: Any) -> Any:
+        """The option equal to ``value`` as the space declares it (``12.0`` from a JSON file -> ``12``)."""
+        return next((o for o in self.options if value == o and _same_kind(value, o)), value)
+
     def same_decision(self, other: Choice) -> bool:
         """Whether two declarations of one label describe the same decision."""
         family = {"repeat": "value_choice", "model_parameter": "value_choice"}
