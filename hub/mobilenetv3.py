@@ -9,6 +9,7 @@ architectures at the end of this file).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,19 @@ SE_MODES = ("force", "optional", "none")
 def _choice(values: Sequence[Any], label: str) -> Any:
     distinct = list(dict.fromkeys(values))
     return distinct[0] if len(distinct) == 1 else ValueChoice(distinct, label=label)
+
+
+class _SqueezeExciteLayer:
+    """``(hidden, c_in) -> module``: a block's squeeze-excite, always (``force``) or as a choice (``optional``).
+    An object, not a closure: the block records it as an argument, and the space must pickle."""
+
+    def __init__(self, mode: str, label: str, se_from_exp: bool) -> None:
+        self.mode, self.label, self.se_from_exp = mode, label, se_from_exp
+
+    def __call__(self, hidden: Any, c_in: Any) -> nn.Module:
+        squeeze = make_divisible((hidden if self.se_from_exp else c_in) // 4, 8)
+        se = SqueezeExcite(hidden, squeeze)
+        return se if self.mode == "force" else nn.LayerChoice({"se": se, "none": nn.Identity()}, label=self.label)
 
 
 class MobileNetV3Space(nn.Module, SearchedModelsMixin):
@@ -70,8 +84,7 @@ class MobileNetV3Space(nn.Module, SearchedModelsMixin):
         if len(ranges) != 5:
             raise ValueError(f"depth_range needs one range or 5 (stages 1-5), got {len(ranges)}")
 
-        def norm(c: Any) -> nn.Module:
-            return nn.BatchNorm2d(c, eps=bn_eps, momentum=bn_momentum)
+        norm = functools.partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)  # a closure would not pickle
 
         def act(i: int) -> Any:
             return ACTIVATIONS[activation[i]]
@@ -80,15 +93,8 @@ class MobileNetV3Space(nn.Module, SearchedModelsMixin):
                           ("stem_width" if i == 0 else "last_width")) for i, w in enumerate(base_widths[:8])]
         widths.append(base_widths[8] if len(multipliers) == 1 else make_divisible(base_widths[8] * max(multipliers)))
 
-        def se_layer(mode: str, label: str) -> Any:
-            if mode == "none":
-                return None
-
-            def build(hidden: Any, c_in: Any) -> nn.Module:
-                squeeze = make_divisible((hidden if se_from_exp else c_in) // 4, 8)
-                se = SqueezeExcite(hidden, squeeze)
-                return se if mode == "force" else nn.LayerChoice({"se": se, "none": nn.Identity()}, label=label)
-            return build
+        def se_layer(mode: str, label: str) -> _SqueezeExciteLayer | None:
+            return None if mode == "none" else _SqueezeExciteLayer(mode, label, se_from_exp)
 
         self.stem = ConvBNAct(3, widths[0], 3, stride[0], norm_layer=norm, activation_layer=act(0))
         kernel0 = ValueChoice([3, 5, 7], label="s0_kernel")

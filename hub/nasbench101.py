@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -16,6 +19,14 @@ class ConvBNReLU(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, bn_eps: float, bn_momentum: float) -> None:
         super().__init__(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
                          nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum), nn.ReLU(inplace=True))
+
+
+def _same_width(module: Callable[..., nn.Module], c: int, **kwargs: Any) -> nn.Module:
+    return module(c, c, **kwargs)
+
+
+def _max_pool_3x3(c: int) -> nn.Module:
+    return nn.MaxPool2d(3, 1, 1)
 
 
 class NasBench101(nn.Module, SearchedModelsMixin):
@@ -32,14 +43,15 @@ class NasBench101(nn.Module, SearchedModelsMixin):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         momentum = 1 - bn_momentum if bn_momentum > 0.5 else bn_momentum  # accept TF-style decay too
+        # the cells keep their factories, so they are picklable objects rather than closures
         ops = OrderedDict([
-            ("conv3x3-bn-relu", lambda c: ConvBNReLU(c, c, 3, bn_eps, momentum)),
-            ("conv1x1-bn-relu", lambda c: ConvBNReLU(c, c, 1, bn_eps, momentum)),
-            ("maxpool3x3", lambda c: nn.MaxPool2d(3, 1, 1)),
+            ("conv3x3-bn-relu", functools.partial(_same_width, ConvBNReLU, kernel=3, bn_eps=bn_eps,
+                                                  bn_momentum=momentum)),
+            ("conv1x1-bn-relu", functools.partial(_same_width, ConvBNReLU, kernel=1, bn_eps=bn_eps,
+                                                  bn_momentum=momentum)),
+            ("maxpool3x3", _max_pool_3x3),
         ])
-
-        def projection(c_in: int, c_out: int) -> nn.Module:
-            return ConvBNReLU(c_in, c_out, 1, bn_eps, momentum)
+        projection = functools.partial(ConvBNReLU, kernel=1, bn_eps=bn_eps, bn_momentum=momentum)
 
         layers: list[nn.Module] = [ConvBNReLU(3, stem_out_channels, 3, bn_eps, momentum)]
         c_in = c_out = stem_out_channels

@@ -160,22 +160,28 @@ class CellPostprocessor(nn.Module):
         return previous[-1], this
 
 
-def _op_factory(name: str, c: Any, reduction: bool, drop_path: bool, affine: bool) -> Callable[..., nn.Module]:
-    def build(node_index: int, op_index: int, input_index: int | None) -> nn.Module:
+class _CandidateOp:
+    """The factory ``(node_index, op_index, input_index) -> module`` of one cell candidate (an object, not a
+    closure, since the cell keeps it and the space must pickle)."""
+
+    def __init__(self, name: str, c: Any, reduction: bool, drop_path: bool, affine: bool) -> None:
+        self.name, self.c, self.reduction, self.drop_path, self.affine = name, c, reduction, drop_path, affine
+
+    def __call__(self, node_index: int, op_index: int, input_index: int | None) -> nn.Module:
         # the default input (None in the space) is a predecessor, so reduction ops on it take stride 2
-        stride = 2 if reduction and (input_index is None or input_index < 2) else 1
-        op = OPS[name](c, stride, affine)
-        if not affine and "pool" in name:  # model_search.py MixedOp: nn.Sequential(pool, BatchNorm2d(C, affine=False))
-            op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
-        if drop_path and not isinstance(op, torch.nn.Identity):
+        stride = 2 if self.reduction and (input_index is None or input_index < 2) else 1
+        op = OPS[self.name](self.c, stride, self.affine)
+        if not self.affine and "pool" in self.name:
+            # model_search.py MixedOp: nn.Sequential(pool, BatchNorm2d(C, affine=False))
+            op = nn.Sequential(op, nn.BatchNorm2d(self.c, affine=False))
+        if self.drop_path and not isinstance(op, torch.nn.Identity):
             return nn.Sequential(op, DropPath())
         return op
-    return build
 
 
 def _cell(op_names: list[str], num_nodes: int, merge_op: str, c_pp: Any, c_p: Any, c: Any, reduction: bool,
           reduction_prev: bool, drop_path: bool, affine: bool) -> nn.Module:
-    ops = OrderedDict((name, _op_factory(name, c, reduction, drop_path, affine)) for name in op_names)
+    ops = OrderedDict((name, _CandidateOp(name, c, reduction, drop_path, affine)) for name in op_names)
     return nn.Cell(ops, num_nodes, num_ops_per_node=2, num_predecessors=2, merge_op=merge_op,
                    preprocessor=CellPreprocessor(c_pp, c_p, c, reduction_prev, affine),
                    postprocessor=CellPostprocessor(), label="reduce" if reduction else "normal")

@@ -7,6 +7,7 @@ stage's depth is searchable (skipping a block = a shallower stage).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -116,9 +117,7 @@ class ProxylessNAS(nn.Module, SearchedModelsMixin):
             raise ValueError(f"width_mult must be positive, got {width_mult!r}")
         widths = [make_divisible(w * width_mult, 8) for w in base_widths]
 
-        def norm(c: Any) -> nn.Module:
-            return nn.BatchNorm2d(c, eps=bn_eps, momentum=bn_momentum)
-
+        norm = functools.partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum)  # a closure would not pickle
         self.stem = ConvBNAct(3, widths[0], 3, 2, norm_layer=norm, activation_layer=nn.ReLU6)
         self.first_block = InvertedResidual(widths[0], widths[1], 1, 3, 1, norm_layer=norm)
         stages: list[nn.Module] = []

@@ -129,6 +129,14 @@ class _MixedUnit(BasicUnit):
         output = state.gates([leaf.label for leaf in self.leaves()], output, compute)
         return (output, *rest) if rest is not None else output
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # a family class is made at conversion (family_class), so pickle cannot find it by its name: an
+        # instance pickles as the class it extends and the family, and the copy is made of the same class
+        key = type(self).__dict__.get("_family_key")
+        if key is None:
+            return super().__reduce_ex__(protocol)
+        return _new_family_instance, key, self.__getstate__()
+
     def export_arch(self) -> dict[str, Any]:
         if self._state.family == "path_sampling":
             return {}
@@ -388,19 +396,28 @@ class ComboUnit(_MixedUnit, nn.Module):
 
 def family_class(cls: type, state: ArchState) -> type:
     """``cls`` with the forward pass of the state's family (classes are made once and cached)."""
-    key = (cls, state.family)
+    return _family_class(cls, state.family)
+
+
+def _family_class(cls: type, family: str) -> type:
+    key = (cls, family)
     if key not in _FAMILY_CLASSES:
         forward = {"path_sampling": cls._forward_path_sampling, "differentiable": cls._forward_differentiable,
-                   "binary_gate": cls._forward_binary_gate}[state.family]
+                   "binary_gate": cls._forward_binary_gate}[family]
         prefix = {"path_sampling": "PathSampling", "differentiable": "Differentiable", "binary_gate": "BinaryGate"}
-        name = prefix[state.family] + cls.__name__
+        name = prefix[family] + cls.__name__
         _FAMILY_CLASSES[key] = type(cls)(name, (cls,), {
-            "forward": forward, "is_mixed": True, "__module__": __name__,
+            "forward": forward, "is_mixed": True, "__module__": __name__, "_family_key": key,
             **({"base_class": cls.__dict__["base_class"]} if "base_class" in cls.__dict__ else {})})
     return _FAMILY_CLASSES[key]
 
 
 _FAMILY_CLASSES: dict[tuple[type, str], type] = {}
+
+
+def _new_family_instance(cls: type, family: str) -> Any:
+    """An empty instance of ``cls``'s family class, for unpickling (the state is set afterwards)."""
+    return object.__new__(_family_class(cls, family))
 
 
 class _FamilyDispatch:

@@ -8,8 +8,10 @@ chosen values (carrying over the overlapping slice of the weights).
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import inspect
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -140,19 +142,50 @@ def basic_unit(cls: type[nn.Module]) -> type[nn.Module]:
 
     ``cls(...)`` without choices is the plain ``cls``; with choices it is a mutable unit
     whose every choice is a decision of the space. The unit is treated as a whole: its
-    insides are rebuilt from the chosen arguments when the space is frozen.
+    insides are rebuilt from the chosen arguments when the space is frozen. One class is
+    made per ``cls`` (a second call returns it), so pickle can rebuild it as ``basic_unit(cls)``.
     """
     if isinstance(cls, BasicUnitMeta):
         return cls
+    if cls in _UNITS:
+        return _UNITS[cls]
+    qualname = cls.__qualname__
+    if "<locals>" not in qualname and _lookup(cls.__module__, qualname) is not cls:
+        # the decorator form: the module's name ``qualname`` will be the unit, which hides ``cls``;
+        # pickle finds plain instances' class by its qualified name, so name it where it is reachable
+        cls.__qualname__ = f"{qualname}.base_class"
 
     def __init__(self: BasicUnit, *args: Any, **kwargs: Any) -> None:
         self._record_and_init(args, kwargs)
 
-    mutable = BasicUnitMeta(cls.__name__, (BasicUnit, cls), {
+    _UNITS[cls] = BasicUnitMeta(cls.__name__, (BasicUnit, cls), {
         "__init__": __init__,
         "base_class": cls,
         "__module__": cls.__module__,
-        "__qualname__": cls.__qualname__,
+        "__qualname__": qualname,
         "__doc__": cls.__doc__,
     })
-    return mutable
+    return _UNITS[cls]
+
+
+_UNITS: dict[type, BasicUnitMeta] = {}  # plain class -> its basic unit
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    """The object named ``module.qualname`` if it exists now (what pickle would find), else None."""
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+def _reduce_unit_class(cls: BasicUnitMeta) -> Any:
+    """Pickle a basic-unit class: by its name where that name reaches it (a decorated class, a subclass
+    written in a module), else as the call ``basic_unit(base_class)``: ``supernet.nn.Conv2d`` shares torch's
+    name, which pickle would resolve to torch's own ``Conv2d``."""
+    if _lookup(cls.__module__, cls.__qualname__) is not cls and _UNITS.get(cls.__dict__.get("base_class")) is cls:
+        return basic_unit, (cls.base_class,)
+    return cls.__qualname__
+
+
+copyreg.pickle(BasicUnitMeta, _reduce_unit_class)

@@ -55,22 +55,31 @@ def make_op_factory(op_candidates: Any, label: str) -> tuple[list[str], Callable
     named = _named(_call_with_indices(op_candidates, 0, 0, None) if whole_factory else op_candidates, label)
     if not named:
         raise ValueError(f"Cell {label!r}: op_candidates must not be empty")
+    return list(named), _BuildOp(op_candidates, named, whole_factory, label)
 
-    def build(name: str, node_index: int, op_index: int, input_index: int | None) -> nn.Module:
-        with label_namespace(f"{label}/op_{node_index}_{op_index}/{name}"):
-            if whole_factory:
-                candidates = _named(_call_with_indices(op_candidates, node_index, op_index, input_index), label)
+
+class _BuildOp:
+    """A cell's ``build(name, node_index, op_index, input_index) -> module`` (an object, not a closure, so that
+    a cell that keeps it pickles whenever its candidates do)."""
+
+    def __init__(self, op_candidates: Any, named: OrderedDict, whole_factory: bool, label: str) -> None:
+        self.op_candidates, self.named, self.whole_factory, self.label = op_candidates, named, whole_factory, label
+
+    def __call__(self, name: str, node_index: int, op_index: int, input_index: int | None) -> nn.Module:
+        with label_namespace(f"{self.label}/op_{node_index}_{op_index}/{name}"):
+            if self.whole_factory:
+                candidates = _named(_call_with_indices(self.op_candidates, node_index, op_index, input_index),
+                                    self.label)
                 op = candidates[name]
             else:
-                op = named[name]
+                op = self.named[name]
             if isinstance(op, nn.Module):
                 return copy.deepcopy(op)
             module = _call_with_indices(op, node_index, op_index, input_index)
         if not isinstance(module, nn.Module):
-            raise TypeError(f"Cell {label!r}: op candidate {name!r} built a {type(module).__name__}, not a module")
+            raise TypeError(f"Cell {self.label!r}: op candidate {name!r} built a {type(module).__name__}, "
+                            "not a module")
         return module
-
-    return list(named), build
 
 
 def _validate(num_nodes: int, num_ops_per_node: int, num_predecessors: int, merge_op: str, label: str) -> None:

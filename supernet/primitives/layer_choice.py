@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -114,7 +116,9 @@ class LayerChoice(Mutable, nn.Module, metaclass=FixableMeta):
 
     def conditional_children(self) -> Iterator[tuple[str, nn.Module, list[Condition]]]:
         for name, module in self._modules.items():
-            yield name, module, [Condition(self.label, lambda v, n=name: v == n, f"{self.label} == {name!r}")]
+            # a partial, not a lambda: a supernet's state keeps the conditions, and it must pickle
+            yield name, module, [Condition(self.label, functools.partial(operator.eq, name),
+                                           f"{self.label} == {name!r}")]
 
     def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         return self[_chosen_name(arch, self.label, self.names)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -252,9 +253,12 @@ class NasBench101Cell(Mutable, nn.Module, metaclass=FixableMeta):
     def decision_conditions(self) -> dict[str, Condition]:
         """Which of this cell's labels matter, as conditions on the number of nodes."""
         n = self._num_nodes_label()
-        conditions = {f"{self.label}/op{i}": Condition(n, lambda v, i=i: v >= i + 2, f"num_nodes >= {i + 2}")
+        # partial(le, k)(v) is k <= v (a partial, not a lambda, so that a supernet's state pickles)
+        conditions = {f"{self.label}/op{i}": Condition(n, functools.partial(operator.le, i + 2),
+                                                       f"num_nodes >= {i + 2}")
                       for i in range(1, self.max_num_nodes - 1)}
-        conditions.update({f"{self.label}/input{i}": Condition(n, lambda v, i=i: v >= i + 1, f"num_nodes >= {i + 1}")
+        conditions.update({f"{self.label}/input{i}": Condition(n, functools.partial(operator.le, i + 1),
+                                                               f"num_nodes >= {i + 1}")
                            for i in range(1, self.max_num_nodes)})
         return conditions
 

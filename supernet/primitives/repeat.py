@@ -71,6 +71,17 @@ def _build_blocks(blocks: BlockSpec, count: int, label: str) -> list[nn.Module]:
     raise TypeError(f"Repeat {label!r}: blocks must be a module, a factory or a list, got {type(blocks).__name__}")
 
 
+class _DepthAbove:
+    """``holds(v)``: the depth is above ``index`` when the depth's leaf ``label`` takes ``v`` (an object, not a
+    closure, since a supernet's state keeps the conditions and must pickle)."""
+
+    def __init__(self, depth_choice: ValueChoiceX, label: str, index: int) -> None:
+        self.depth_choice, self.label, self.index = depth_choice, label, index
+
+    def __call__(self, value: Any) -> bool:
+        return self.depth_choice.evaluate_with({self.label: value}) > self.index
+
+
 class Repeat(Mutable, nn.Module, metaclass=FixableMeta):
     """Repeat ``blocks`` ``depth`` times; depth is an int, a ``(min, max)`` range or a ValueChoice.
 
@@ -125,9 +136,8 @@ class Repeat(Mutable, nn.Module, metaclass=FixableMeta):
                 yield f"blocks.{i}", block, []
             else:
                 leaf = self.depth_choice.inner_choices()[0]
-                yield f"blocks.{i}", block, [Condition(
-                    leaf.label, lambda v, i=i, leaf=leaf: self.depth_choice.evaluate_with({leaf.label: v}) > i,
-                    f"depth > {i}")]
+                yield f"blocks.{i}", block, [Condition(leaf.label, _DepthAbove(self.depth_choice, leaf.label, i),
+                                                       f"depth > {i}")]
 
     def freeze(self, arch: Mapping[str, Any]) -> nn.Sequential:
         return nn.Sequential(*self.blocks[: self._depth_of(arch)])

@@ -110,18 +110,18 @@ class ValueChoiceX:
     def max(arg0: Any, *args: Any) -> Any:
         """``max`` of an iterable or of several arguments, lazily if any holds a choice."""
         items = list(arg0) if not args else [arg0, *args]
-        return _apply(lambda *xs: builtins.max(xs), "max(" + ", ".join(["{}"] * len(items)) + ")", items)
+        return _apply(_max_of, "max(" + ", ".join(["{}"] * len(items)) + ")", items)
 
     @staticmethod
     def min(arg0: Any, *args: Any) -> Any:
         """``min`` of an iterable or of several arguments, lazily if any holds a choice."""
         items = list(arg0) if not args else [arg0, *args]
-        return _apply(lambda *xs: builtins.min(xs), "min(" + ", ".join(["{}"] * len(items)) + ")", items)
+        return _apply(_min_of, "min(" + ", ".join(["{}"] * len(items)) + ")", items)
 
     @staticmethod
     def condition(pred: Any, true: Any, false: Any) -> Any:
         """``true if pred else false``, lazily if any argument holds a choice."""
-        return _apply(lambda p, t, f: t if p else f, "({1} if {0} else {2})", [pred, true, false])
+        return _apply(_if_else, "({1} if {0} else {2})", [pred, true, false])
 
     cond = condition
 
@@ -183,6 +183,23 @@ for _name, _fn, _sym in [
     setattr(ValueChoiceX, f"__{_name}__", _binary(_fn, _sym)[0])
 
 
+# the functions an expression keeps are module-level, so expressions (and the spaces holding them) pickle
+def _max_of(*xs: Any) -> Any:
+    return builtins.max(xs)
+
+
+def _min_of(*xs: Any) -> Any:
+    return builtins.min(xs)
+
+
+def _if_else(pred: Any, true: Any, false: Any) -> Any:
+    return true if pred else false
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
 def _apply(fn: Callable[..., Any], template: str, args: list[Any]) -> Any:
     if any(contains_choice(a) for a in args):
         return ValueChoiceX(fn, template, args)
@@ -209,7 +226,7 @@ class ValueChoice(ValueChoiceX, metaclass=FixableMeta):
         self.candidates = _check_candidates(candidates, self.label)
         self.prior = _check_prior(prior, len(self.candidates), f"ValueChoice {self.label!r}")
         self.current: Any = None  # set by path-sampling supernets for `self.rate()` in forward
-        super().__init__(lambda x: x, "{}", [])
+        super().__init__(_identity, "{}", [])
 
     def inner_choices(self) -> list[ValueChoice]:
         return [self]
