@@ -83,7 +83,10 @@ class SposModule(OneShotAlgorithm):
         """(FLOPs, parameters) of ``arch`` as a frozen network."""
         key = json.dumps(arch, sort_keys=True, default=str)
         if key not in self._cost_cache:
-            net = supernet.freeze(self.supernet, arch)
+            # building the net draws initial weights: keep the global RNG (dropout, ...) as it was, so a
+            # resumed run, whose cost cache starts empty, draws what an uninterrupted one draws
+            with torch.random.fork_rng(devices=[]):
+                net = supernet.freeze(self.supernet, arch)
             example = torch.zeros(1, *self.hparams.example_input_shape)
             self._cost_cache[key] = (count_macs(net, example), sum(p.numel() for p in net.parameters()))
         return self._cost_cache[key]
@@ -320,6 +323,21 @@ class SposModule(OneShotAlgorithm):
             m.momentum = momentum
         self.arch.set_arch(self.best_arch)
         return self.best_arch
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.hparams.flops_bins is not None:  # the bins' draws in hand, so a resumed run samples as this one
+            queues = {int(b): [dict(a) for a in q] for b, q in self._bin_queues.items()}
+            checkpoint["spos_flops_bins"] = {"range": self._flops_range, "empty": sorted(self._empty_bins),
+                                             "queues": queues}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        bins = checkpoint.get("spos_flops_bins")
+        if bins is not None:
+            self._flops_range = None if bins["range"] is None else tuple(bins["range"])
+            self._empty_bins = set(bins["empty"])
+            self._bin_queues = {int(b): list(q) for b, q in bins["queues"].items()}
 
     def export(self) -> dict[str, Any]:
         return dict(self.best_arch) if self.best_arch is not None else super().export()

@@ -16,6 +16,7 @@ from tests.fakes import TinyConvSpace
 OPTIONS = {"darts": {}, "enas": {"export_samples": 2, "export_batches": 1},
            "proxyless": {}, "spos": {"population": 3, "generations": 1, "topk": 2, "bn_calibration_batches": 1,
                                      "eval_batches": 1}}
+OPTIONS["spos_flops_bins"] = {**OPTIONS["spos"], "flops_bins": 3}
 
 
 class _StopAfterFirstEpoch(pl.Callback):
@@ -72,7 +73,8 @@ def _run_both(make_module, make_data, tmp_path):
 def test_resumed_search_on_shuffled_embedded_data_ends_bit_identical(name, tmp_path):
     torch.set_num_threads(1)
     make_data = lambda: EmbeddedDataModule(num_train=96, num_test=16, batch_size=16, search=True)  # noqa: E731
-    straight, resumed = _run_both(lambda: ALGORITHMS[name](TinyConvSpace(), **OPTIONS[name]), make_data, tmp_path)
+    cls = ALGORITHMS[name.split("_")[0]]
+    straight, resumed = _run_both(lambda: cls(TinyConvSpace(), **OPTIONS[name]), make_data, tmp_path)
     assert resumed.export() == straight.export()
 
 
