@@ -397,6 +397,7 @@ def report(summary: dict[str, Any]) -> str:
            f"- machine: {summary['machine']} (a 2-core CPU shared with other jobs; times drift)",
            f"- wall time of the run: {summary['wall_seconds'] / 60:.1f} min", *(
                [f"- results: {summary['reconstructed_from_log']}"] if "reconstructed_from_log" in summary else []),
+           *(f"- note: {note}" for note in summary.get("notes", [])),
            "",
            _headline(summary), "",
            "## Space and ground truth", "",
