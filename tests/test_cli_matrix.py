@@ -27,7 +27,7 @@ def test_every_algorithm_and_card_space_runs_through_the_cli_with_debug_fdr(algo
     overrides = [f"algorithm={algorithm}", f"space={space}", "debug=fdr", "trainer=cpu", "data.batch_size=4",
                  "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "finetune_after=true",
                  *SPACES[space]]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "algorithms" / "configs"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     summary = run(cfg, tmp_path)
     assert (tmp_path / "arch.json").exists()

@@ -136,7 +136,7 @@ def test_gdas_config_anneals_the_temperature_linearly_from_10_to_0_1(tmp_path):
     from omegaconf import OmegaConf
     from torch.utils.data import DataLoader, TensorDataset
 
-    cfg = OmegaConf.load("configs/algorithm/gdas.yaml")
+    cfg = OmegaConf.load("algorithms/configs/algorithm/gdas.yaml")
     module = DartsModule(ChainSpace(), gumbel=cfg.gumbel, gumbel_hard=cfg.gumbel_hard,
                          gumbel_temperature=cfg.gumbel_temperature, gumbel_min_temperature=cfg.gumbel_min_temperature)
     seen = []

@@ -35,7 +35,7 @@ SMALL = {"spos": ["algorithm.population=4", "algorithm.generations=1", "algorith
 
 
 def config(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "algorithms" / "configs"), version_base="1.3"):
         return compose("config", overrides=[*TINY, *overrides])
 
 

@@ -104,7 +104,7 @@ def test_a_run_removes_its_lock_when_it_ends(tmp_path):
 
 def test_default_run_folders_of_two_runs_started_in_the_same_second_differ():
     def default_dirs() -> tuple[str, str]:
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(ROOT / "algorithms" / "configs"), version_base="1.3"):
             cfg = compose("config", return_hydra_config=True)
         return OmegaConf.select(cfg, "hydra.run.dir"), OmegaConf.select(cfg, "hydra.sweep.dir")
 
