@@ -32,9 +32,14 @@ class _Occurrence:
     path: str
 
 
-@dataclass
-class SearchSpace:
-    """The decisions of a model, in order of appearance, with their conditions and constraints."""
+@dataclass(repr=False)
+class SearchSpace(Mapping[str, Choice]):
+    """The decisions of a model, in order of appearance, with their conditions and constraints.
+
+    A read-only mapping ``label -> Choice`` (``keys()``, ``values()``, ``items()``, ``len``, ``in``);
+    its ``repr`` is the table that ``print`` shows, so a notebook shows it too. Equality stays the
+    dataclass's (same decisions, conditions and constraints), not a Mapping's (same items).
+    """
 
     choices: dict[str, Choice] = field(default_factory=dict)
     occurrences: dict[str, list[_Occurrence]] = field(default_factory=dict)
@@ -52,6 +57,9 @@ class SearchSpace:
 
     def __contains__(self, label: object) -> bool:
         return label in self.choices
+
+    def __repr__(self) -> str:
+        return self.__str__()
 
     @property
     def labels(self) -> list[str]:

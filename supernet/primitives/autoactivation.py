@@ -108,13 +108,18 @@ class _ActivationForward(nn.Module):
 
 
 class FixedAutoActivation(_ActivationForward):
-    """A frozen AutoActivation: fixed unary and binary operators."""
+    """A frozen AutoActivation: fixed unary and binary operators; keeps the searched one's ``label``."""
 
-    def __init__(self, first_unary: nn.Module, unaries: list[nn.Module], binaries: list[nn.Module]) -> None:
+    def __init__(self, first_unary: nn.Module, unaries: list[nn.Module], binaries: list[nn.Module],
+                 label: str | None = None) -> None:
         super().__init__()
+        self.label = label
         self.first_unary = first_unary
         self.unaries = nn.ModuleList(unaries)
         self.binaries = nn.ModuleList(binaries)
+
+    def extra_repr(self) -> str:
+        return "" if self.label is None else f"label={self.label!r}"
 
 
 def _unaries() -> OrderedDict:
@@ -148,11 +153,11 @@ class AutoActivation(Mutable, _ActivationForward, metaclass=FixableMeta):
         first = LayerChoice(_unaries(), label=f"{label}/unary_0")
         unaries = [LayerChoice(_unaries(), label=f"{label}/unary_{i + 1}") for i in range(unit_num)]
         binaries = [LayerChoice(_binaries(), label=f"{label}/binary_{i}") for i in range(unit_num)]
-        return FixedAutoActivation(first, unaries, binaries)
+        return FixedAutoActivation(first, unaries, binaries, label)
 
     def freeze(self, arch: Mapping[str, Any]) -> FixedAutoActivation:
         return FixedAutoActivation(self.first_unary.freeze(arch), [u.freeze(arch) for u in self.unaries],
-                                   [b.freeze(arch) for b in self.binaries])
+                                   [b.freeze(arch) for b in self.binaries], self.label)
 
     def extra_repr(self) -> str:
         return f"unit_num={self.unit_num}, label={self.label!r}"

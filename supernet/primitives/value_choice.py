@@ -13,11 +13,12 @@ import builtins
 import itertools
 import math
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from supernet.context import auto_label
-from supernet.primitives.base import FixableMeta, lookup_fixed
+from supernet.primitives.base import Choice, FixableMeta, lookup_fixed
 
 __all__ = ["ValueChoice", "ValueChoiceX", "contains_choice", "evaluate_nested", "leaf_choices"]
 
@@ -80,7 +81,28 @@ class ValueChoiceX:
         return self.evaluate_with(values)
 
     def __repr__(self) -> str:
-        return self.template.format(*(repr(a) for a in self.arguments))
+        """One line, leaves by label: ``ValueChoiceX((a + b) * 2)``; past ~80 characters the
+        formula is cut with ``...`` and the labels are listed."""
+        text = self._symbolic()
+        if _wrapped(self):
+            text = text[1:-1]  # the outermost parentheses say nothing
+        if len(text) <= _REPR_LIMIT:
+            return f"ValueChoiceX({text})"
+        labels = [c.label for c in self.inner_choices()]
+        shown = repr(labels) if len(labels) <= 6 else repr(labels[:6])[:-1] + f", ... ({len(labels)} in all)]"
+        return f"ValueChoiceX({text[:_REPR_LIMIT - 3]}..., labels={shown})"
+
+    def _symbolic(self) -> str:
+        texts = [_symbol(a) for a in self.arguments]
+        if _CALL.match(self.template):  # f((a + b)) reads f(a + b)
+            texts = [t[1:-1] if _wrapped(a) else t for a, t in zip(self.arguments, texts)]
+        elif _precedence(self) is not None:  # (a * b) + c reads a * b + c, as Python would parse it
+            mine = _precedence(self)
+            for i, (a, t) in enumerate(zip(self.arguments, texts)):
+                theirs = _precedence(a)
+                if theirs is not None and (theirs > mine or theirs == mine and i == 0 and 0 < mine < 7):
+                    texts[i] = t[1:-1]
+        return self.template.format(*texts)
 
     # -- no implicit conversion: a choice has no value yet ------------------------------------
     def __bool__(self) -> bool:
@@ -109,12 +131,16 @@ class ValueChoiceX:
     @staticmethod
     def max(arg0: Any, *args: Any) -> Any:
         """``max`` of an iterable or of several arguments, lazily if any holds a choice."""
+        if not args and isinstance(arg0, ValueChoiceX):  # a list-valued choice: max of its value
+            return ValueChoiceX(builtins.max, "max({})", [arg0])
         items = list(arg0) if not args else [arg0, *args]
         return _apply(_max_of, "max(" + ", ".join(["{}"] * len(items)) + ")", items)
 
     @staticmethod
     def min(arg0: Any, *args: Any) -> Any:
         """``min`` of an iterable or of several arguments, lazily if any holds a choice."""
+        if not args and isinstance(arg0, ValueChoiceX):
+            return ValueChoiceX(builtins.min, "min({})", [arg0])
         items = list(arg0) if not args else [arg0, *args]
         return _apply(_min_of, "min(" + ", ".join(["{}"] * len(items)) + ")", items)
 
@@ -150,10 +176,16 @@ class ValueChoiceX:
         return ValueChoiceX(operator.pos, "+{}", [self])
 
     def __invert__(self) -> ValueChoiceX:
-        return ValueChoiceX(operator.not_, "not {}", [self])
+        # bitwise, as the reference toolkit's ValueChoiceX.__invert__ (operator.invert): ~2 == -3
+        return ValueChoiceX(operator.invert, "~{}", [self])
 
     def __getitem__(self, key: Any) -> ValueChoiceX:
         return ValueChoiceX(operator.getitem, "{}[{}]", [self, key])
+
+    def __iter__(self) -> Any:
+        # without this, iter() would fall back on __getitem__ and never stop
+        raise TypeError(f"{self!r} has no items before it is chosen; index it (x[0] is lazy) or use "
+                        "ValueChoice.max / min")
 
 
 def _binary(fn: Callable[[Any, Any], Any], symbol: str) -> tuple[Callable, Callable]:
@@ -200,6 +232,39 @@ def _identity(x: Any) -> Any:
     return x
 
 
+_REPR_LIMIT = 80
+_CALL = re.compile(r"^[\w.]+\(.*\)$")  # a function call's template: round({}), max({}, {})
+
+
+_BINARY = re.compile(r"^\(\{\} (\S+) \{\}\)$")  # a binary operator's template: ({} + {})
+_PRECEDENCE = {"**": 7, "*": 5, "/": 5, "//": 5, "%": 5, "+": 4, "-": 4, "&": 3, "^": 2, "|": 1}
+
+
+def _precedence(obj: Any) -> int | None:
+    """A binary expression's operator precedence (Python's; comparisons 0), else None."""
+    match = _BINARY.match(obj.template) if type(obj) is ValueChoiceX else None
+    return None if match is None else _PRECEDENCE.get(match.group(1), 0)
+
+
+def _wrapped(obj: Any) -> bool:
+    """Whether an expression's text is enclosed in one pair of parentheses by its template."""
+    return type(obj) is ValueChoiceX and obj.template.startswith("(") and obj.template.endswith(")")
+
+
+def _symbol(obj: Any) -> str:
+    """How an argument reads inside an expression's repr: a leaf by its label."""
+    if isinstance(obj, ValueChoice):
+        return obj.label
+    if isinstance(obj, ValueChoiceX):
+        return obj._symbolic()
+    if isinstance(obj, (list, tuple)) and contains_choice(obj):
+        inner = ", ".join(_symbol(o) for o in obj)
+        return f"[{inner}]" if isinstance(obj, list) else f"({inner}{',' if len(obj) == 1 else ''})"
+    if isinstance(obj, dict) and contains_choice(obj):
+        return "{" + ", ".join(f"{k!r}: {_symbol(v)}" for k, v in obj.items()) + "}"
+    return repr(obj)
+
+
 def _apply(fn: Callable[..., Any], template: str, args: list[Any]) -> Any:
     if any(contains_choice(a) for a in args):
         return ValueChoiceX(fn, template, args)
@@ -234,7 +299,10 @@ class ValueChoice(ValueChoiceX, metaclass=FixableMeta):
     def evaluate_with(self, values: Mapping[str, Any]) -> Any:
         if self.label not in values:
             raise KeyError(f"no value for ValueChoice {self.label!r}")
-        return values[self.label]
+        value = values[self.label]
+        if not Choice(self.label, "value_choice", self.candidates).contains(value):
+            raise ValueError(f"invalid value {value!r} for ValueChoice {self.label!r}; allowed: {self.candidates}")
+        return value
 
     def all_options(self) -> list[Any]:
         return list(self.candidates)
@@ -273,30 +341,41 @@ class _CallableStr(str):
         return str(self)
 
 
+class _CallableList(list):
+    def __call__(self) -> list:
+        return list(self)
+
+
+class _CallableTuple(tuple):
+    def __call__(self) -> tuple:
+        return tuple(self)
+
+
+class _CallableDict(dict):
+    def __call__(self) -> dict:
+        return dict(self)
+
+
+_CALLABLE = {int: _CallableInt, float: _CallableFloat, str: _CallableStr, list: _CallableList,
+             tuple: _CallableTuple, dict: _CallableDict}
+_PLAIN = {wrapper: plain for plain, wrapper in _CALLABLE.items()}
+
+
 def callable_value(value: Any) -> Any:
-    """Wrap a chosen number/string so ``value()`` returns it (as ``self.rate()`` on a choice does)."""
-    if type(value) is int:
-        return _CallableInt(value)
-    if type(value) is float:
-        return _CallableFloat(value)
-    if type(value) is str:
-        return _CallableStr(value)
-    return value
+    """Wrap a chosen number/string/list/tuple/dict so ``value()`` returns it (as ``self.rate()`` on a
+    choice does); the wrapper is a subclass, so the value otherwise behaves as itself."""
+    wrapper = _CALLABLE.get(type(value))
+    return value if wrapper is None else wrapper(value)
 
 
 def plain_value(value: Any) -> Any:
     """Undo :func:`callable_value` (also inside lists, tuples and dicts)."""
-    if isinstance(value, _CallableInt):
-        return int(value)
-    if isinstance(value, _CallableFloat):
-        return float(value)
-    if isinstance(value, _CallableStr):
-        return str(value)
-    if type(value) in (list, tuple):
-        return type(value)(plain_value(v) for v in value)
-    if type(value) is dict:
+    kind = _PLAIN.get(type(value), type(value))
+    if kind in (list, tuple):
+        return kind(plain_value(v) for v in value)
+    if kind is dict:
         return {k: plain_value(v) for k, v in value.items()}
-    return value
+    return kind(value) if type(value) in _PLAIN else value
 
 
 # -- helpers over nested arguments -------------------------------------------------------------

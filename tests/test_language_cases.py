@@ -1,0 +1,168 @@
+"""Language cases users of the reference toolkit rely on (issue 16, section 1, items 2 and 7).
+
+ValueChoice algebra (``~`` is bitwise, ``evaluate`` checks its values, list-valued choices
+stay usable when fixed), frozen AutoActivation labels, SearchSpace as a read-only Mapping
+with the table as its repr, and short reprs of long ValueChoice expressions.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping, MutableMapping
+
+import pytest
+import torch
+
+import supernet
+import supernet.nn as nn
+from supernet.primitives.base import Choice
+
+
+@pytest.fixture
+def time_limit():
+    """Fail (instead of hanging) if the test body runs for more than 10 s."""
+    def _raise(*_):
+        raise TimeoutError("took more than 10 s (an endless loop?)")
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+# -- item 2: ValueChoice algebra ---------------------------------------------------------------------
+def test_invert_is_bitwise_invert_like_on_the_chosen_value():
+    a = nn.ValueChoice([1, 2, 4], label="a")
+    # the reference toolkit's __invert__ is operator.invert: ~x == -x - 1
+    assert (~a).evaluate([2]) == ~2 == -3
+    assert (~a).all_options() == [-2, -3, -5]
+    assert (~(a & 6)).evaluate([4]) == ~(4 & 6) == -5
+    with supernet.fixed_arch({"a": 2}):
+        fixed = nn.ValueChoice([1, 2, 4], label="a")
+    assert ~fixed == (~a).evaluate([2])
+
+
+def test_evaluate_rejects_a_value_that_is_not_a_candidate():
+    a, b = nn.ValueChoice([1, 2, 4], label="a"), nn.ValueChoice([16, 32], label="b")
+    with pytest.raises(ValueError, match=r"invalid value 3 for ValueChoice 'a'; allowed: \[1, 2, 4\]"):
+        a.evaluate([3])
+    with pytest.raises(ValueError, match=r"invalid value 8 for ValueChoice 'b'; allowed: \[16, 32\]"):
+        (a * b + 1).evaluate([2, 8])
+    with pytest.raises(ValueError, match=r"invalid value 3 for ValueChoice 'a'"):
+        (a + 1).evaluate_with({"a": 3})
+    # candidates still evaluate, numbers of another type but equal value too (12.0 read from JSON)
+    assert (a * b + 1).evaluate([2, 32]) == 65 and a.evaluate([4.0]) == 4
+
+
+def test_a_fixed_list_valued_choice_is_the_value_itself_and_stays_callable():
+    with supernet.fixed_arch({"k": [8, 5]}):
+        k = nn.ValueChoice([[6, 3], [8, 5]], label="k")
+    # the README: inside fixed_arch the choice is the chosen value, callable like self.rate()
+    assert k == [8, 5] and k() == [8, 5] and type(k()) is list
+    assert k[0] == 8 and list(k) == [8, 5] and len(k) == 2
+    assert nn.ValueChoice.max(k) == 8 and nn.ValueChoice.min(k) == 5
+
+
+def test_a_list_valued_choice_indexes_lazily_and_refuses_iteration(time_limit):
+    k = nn.ValueChoice([[6, 3], [8, 5]], label="k")
+    assert k[0].evaluate([[8, 5]]) == 8 and k[1].all_options() == [3, 5]
+    # the same space code runs in both modes: max/min of a list-valued choice are lazy
+    assert nn.ValueChoice.max(k).all_options() == [6, 8]
+    assert nn.ValueChoice.min(k).evaluate([[8, 5]]) == 5
+    with pytest.raises(TypeError, match=r"index it \(x\[0\] is lazy\)"):
+        iter(k)
+
+
+def test_a_space_using_a_list_valued_choice_builds_searched_and_fixed():
+    class Space(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.k = nn.ValueChoice([[1, 3], [3, 1]], label="k")
+            self.conv = nn.Conv2d(2, 4, kernel_size=self.k, padding=(self.k[0] // 2, self.k[1] // 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    assert supernet.search_space(Space())["k"].options == [[1, 3], [3, 1]]
+    net = supernet.freeze(Space(), {"k": [3, 1]})
+    assert net.conv.kernel_size == (3, 1) and net.conv.padding == (1, 0)
+    assert net(torch.zeros(1, 2, 5, 5)).shape == (1, 4, 5, 5)
+
+
+# -- item 7: AutoActivation, SearchSpace as a Mapping, short reprs ------------------------------------
+class _Act(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.AutoActivation(unit_num=1, label="act")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
+
+
+_ACT_ARCH = {"act/unary_0": "relu", "act/unary_1": "identity", "act/binary_0": "add"}
+
+
+def test_a_frozen_auto_activation_keeps_its_label():
+    net = supernet.freeze(_Act(), _ACT_ARCH)  # rebuilt inside fixed_arch
+    assert net.act.label == "act"
+    converted = nn.AutoActivation(unit_num=1, label="act2").freeze(
+        {k.replace("act", "act2"): v for k, v in _ACT_ARCH.items()})  # frozen choice by choice
+    assert converted.label == "act2" and "label='act2'" in repr(converted)
+    # relu(x) + x
+    x = torch.tensor([-1.0, 2.0])
+    assert torch.equal(net(x), torch.tensor([-1.0, 4.0]))
+
+
+def test_search_space_is_a_read_only_mapping_from_label_to_choice():
+    ss = supernet.search_space(_Act())
+    assert isinstance(ss, Mapping) and not isinstance(ss, MutableMapping)
+    labels = ["act/unary_0", "act/unary_1", "act/binary_0"]
+    assert list(ss.keys()) == labels == list(ss) == ss.labels and len(ss) == 3
+    assert all(isinstance(c, Choice) for c in ss.values())
+    assert [(label, c.label) for label, c in ss.items()] == [(label, label) for label in labels]
+    assert "act/binary_0" in ss and "nope" not in ss and ss.get("nope") is None
+    assert dict(ss) == ss.choices and ss["act/binary_0"].options[0] == "add"
+    with pytest.raises(TypeError):
+        ss["act/binary_0"] = ss["act/unary_0"]  # type: ignore[index]
+    # what it had stays: size (23 * 23 * 10 = 5290), default arch, validation, tuner format
+    assert ss.size == 23 * 23 * 10 and ss.default_arch()["act/binary_0"] == "add"
+    assert ss.validate(_ACT_ARCH) == _ACT_ARCH and set(ss.to_json()) == set(labels)
+
+
+def test_search_space_repr_is_its_table():
+    ss = supernet.search_space(_Act())
+    assert repr(ss) == str(ss)
+    lines = repr(ss).splitlines()
+    assert lines[0].split() == ["label", "kind", "options", "prior"]
+    assert lines[-1] == "3 decisions, 5,290 architectures"
+
+
+def test_a_long_expression_prints_as_one_short_line_naming_its_labels():
+    a, b, c = (nn.ValueChoice([1, 2], label=name) for name in ("a", "b", "cin"))
+    short = (a + b) * 2
+    assert repr(short) == "ValueChoiceX((a + b) * 2)"
+    deep = (a + b) * c // 2
+    for _ in range(6):
+        deep = (deep + a) * b - c
+    text = repr(deep)
+    assert "\n" not in text and len(text) <= 120, text
+    assert "..." in text and text.endswith("labels=['a', 'b', 'cin'])"), text
+    assert text.startswith("ValueChoiceX(")
+    # a basic unit's repr shows the short form too
+    conv = nn.Conv2d(3, round(a * b * 1.5) + c // 2, 3)
+    assert "out_channels=ValueChoiceX(round(a * b * 1.5) + cin // 2)" in repr(conv)
+
+
+def test_a_short_expression_reads_as_python_with_labels_for_leaves():
+    a, b, c = (nn.ValueChoice([1, 2, 3], label=name) for name in ("a", "b", "c"))
+    expressions = [a - (b - c), (a - b) - c, a ** b ** c, (a ** b) ** c, a * (b + c) - c % a, -(a + b) // c,
+                   nn.ValueChoice.max(a + 1, b * c), nn.ValueChoice.condition(a > b, c, a | b), ~a ^ b & c]
+    for expression in expressions:
+        text = repr(expression)
+        assert text.startswith("ValueChoiceX(") and text.endswith(")")
+        for values in [(1, 2, 3), (3, 1, 2), (2, 3, 1)]:  # the text, run as Python, gives the same value
+            scope = {"max": max, **dict(zip("abc", values))}
+            assert eval(text[len("ValueChoiceX("):-1], scope) == expression.evaluate(list(values)), text
+    assert [repr(e) for e in expressions[:3]] == [
+        "ValueChoiceX(a - (b - c))", "ValueChoiceX(a - b - c)", "ValueChoiceX(a ** (b ** c))"]
