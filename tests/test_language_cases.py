@@ -52,7 +52,8 @@ def test_evaluate_rejects_a_value_that_is_not_a_candidate():
     with pytest.raises(ValueError, match=r"invalid value 3 for ValueChoice 'a'"):
         (a + 1).evaluate_with({"a": 3})
     # candidates still evaluate, numbers of another type but equal value too (12.0 read from JSON)
-    assert (a * b + 1).evaluate([2, 32]) == 65 and a.evaluate([4.0]) == 4
+    assert (a * b + 1).evaluate([2, 32]) == 65
+    assert a.evaluate([4.0]) == 4 and type(a.evaluate([4.0])) is int  # the candidate as declared
 
 
 def test_a_fixed_list_valued_choice_is_the_value_itself_and_stays_callable():

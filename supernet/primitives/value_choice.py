@@ -234,8 +234,6 @@ def _identity(x: Any) -> Any:
 
 _REPR_LIMIT = 80
 _CALL = re.compile(r"^[\w.]+\(.*\)$")  # a function call's template: round({}), max({}, {})
-
-
 _BINARY = re.compile(r"^\(\{\} (\S+) \{\}\)$")  # a binary operator's template: ({} + {})
 _PRECEDENCE = {"**": 7, "*": 5, "/": 5, "//": 5, "%": 5, "+": 4, "-": 4, "&": 3, "^": 2, "|": 1}
 
@@ -299,10 +297,10 @@ class ValueChoice(ValueChoiceX, metaclass=FixableMeta):
     def evaluate_with(self, values: Mapping[str, Any]) -> Any:
         if self.label not in values:
             raise KeyError(f"no value for ValueChoice {self.label!r}")
-        value = values[self.label]
-        if not Choice(self.label, "value_choice", self.candidates).contains(value):
+        value, choice = values[self.label], Choice(self.label, "value_choice", self.candidates)
+        if not choice.contains(value):
             raise ValueError(f"invalid value {value!r} for ValueChoice {self.label!r}; allowed: {self.candidates}")
-        return value
+        return choice.canonical(value)  # the candidate as declared: 4 for 4.0 read from JSON
 
     def all_options(self) -> list[Any]:
         return list(self.candidates)
