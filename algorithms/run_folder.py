@@ -1,6 +1,6 @@
 """Run folders: a run never writes into a folder that holds another run, and two runs never share one.
 
-``RunFolderGuard`` is a Hydra callback (registered in ``configs/config.yaml`` under ``hydra.callbacks``),
+``RunFolderGuard`` is a Hydra callback (registered in ``algorithms/configs/config.yaml`` under ``hydra.callbacks``),
 so the check sees the folder however it was given (``hydra.run.dir=``, ``++hydra.run.dir=``, an
 experiment file, a sweep) and runs before Hydra writes anything there (``on_run_start`` comes before
 Hydra creates the folder and writes ``.hydra/``; a sweep's folder is checked in ``on_multirun_start``).
