@@ -109,3 +109,13 @@ def test_the_installed_console_script_runs_outside_the_checkout(tmp_path):
     assert set(arch) == {"width", "kernel", "depth", "block0", "block1"}
     assert (tmp_path / "search" / "checkpoints" / "last.ckpt").exists()
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_checkout_keeps_the_hydra_tree_at_configs():
+    """The design's layout: ``configs/`` at the top of the checkout is the tree the package ships."""
+    from hydra import compose, initialize_config_dir
+
+    top = Path(__file__).resolve().parent.parent / "configs"
+    assert (top / "config.yaml").is_file() and top.resolve() == (top.parent / "algorithms" / "configs").resolve()
+    with initialize_config_dir(str(top), version_base="1.3"):
+        assert compose("config", overrides=["algorithm=gdas"]).algorithm.gumbel_hard is True
