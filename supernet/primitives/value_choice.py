@@ -324,34 +324,35 @@ def _check_candidates(candidates: Any, label: str) -> list[Any]:
 
 
 # -- fixed values stay callable ----------------------------------------------------------------
-class _CallableInt(int):
-    def __call__(self) -> int:
-        return int(self)
+class _CallableValue:
+    """Mixin: calling a fixed value gives it back as its plain type (``k()`` as the README says)."""
+
+    def __call__(self) -> Any:
+        return _PLAIN[type(self)](self)
 
 
-class _CallableFloat(float):
-    def __call__(self) -> float:
-        return float(self)
+class _CallableInt(_CallableValue, int):
+    pass
 
 
-class _CallableStr(str):
-    def __call__(self) -> str:
-        return str(self)
+class _CallableFloat(_CallableValue, float):
+    pass
 
 
-class _CallableList(list):
-    def __call__(self) -> list:
-        return list(self)
+class _CallableStr(_CallableValue, str):
+    pass
 
 
-class _CallableTuple(tuple):
-    def __call__(self) -> tuple:
-        return tuple(self)
+class _CallableList(_CallableValue, list):
+    pass
 
 
-class _CallableDict(dict):
-    def __call__(self) -> dict:
-        return dict(self)
+class _CallableTuple(_CallableValue, tuple):
+    pass
+
+
+class _CallableDict(_CallableValue, dict):
+    pass
 
 
 _CALLABLE = {int: _CallableInt, float: _CallableFloat, str: _CallableStr, list: _CallableList,
