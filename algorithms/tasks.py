@@ -190,26 +190,16 @@ def load_arch(cfg: DictConfig, space: torch.nn.Module) -> dict[str, Any]:
 
 
 def _check_arch_values(arch: Any, ss: Any) -> None:
-    """What the space's own check lets through from a file: a float (``12.0``) for a decision between
-    whole numbers (it would reach the layers as a float size), and tuner-format entries
-    (``{"_value": ..., "_idx": ...}``) whose index is not a whole number in range or names another value."""
+    """Stricter than the space's own check, for a file: a float (``12.0``) for a decision between whole
+    numbers is refused (the API takes it as the option it equals; a file saying 12.0 is likely wrong).
+    The tuner format's ``_idx`` is checked by ``validate`` itself."""
     if not isinstance(arch, Mapping):
         return  # validate says what an architecture is
     for label, value in arch.items():
         choice = ss.choices.get(label)
         if choice is None:
             continue
-        if isinstance(value, Mapping) and ("_idx" in value or "_idex" in value):
-            index = value.get("_idx", value.get("_idex"))
-            count = (choice.n_candidates or 0) if choice.kind == "input_choice" else len(choice.options)
-            indices = index if isinstance(index, list) and choice.kind == "input_choice" else [index]
-            for i in indices:
-                if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < count:
-                    raise ValueError(f"{label!r}: _idx {index!r} is out of range: the decision has {count} options "
-                                     f"(indices 0 to {count - 1})")
-            if choice.kind != "input_choice" and "_value" in value and choice.options[index] != value["_value"]:
-                raise ValueError(f"{label!r}: _idx {index} is {choice.options[index]!r}, but _value is "
-                                 f"{value['_value']!r}")
+        if isinstance(value, Mapping):
             value = value.get("_value")
         options = choice.options if choice.kind != "input_choice" else []
         whole = bool(options) and all(isinstance(o, int) and not isinstance(o, bool) for o in options)

@@ -279,6 +279,8 @@ def normalize_arch(arch: Mapping[str, Any], space: SearchSpace | None = None) ->
         choice = space.choices.get(label) if space is not None else None
         if isinstance(value, Mapping) and ("_value" in value or "_idx" in value):
             index = value.get("_idx", value.get("_idex"))
+            if choice is not None and index is not None:
+                _check_index(label, choice, index, value)
             if choice is not None and choice.kind == "input_choice":
                 value = index if index is not None else [int(k) for k in value["_value"]]
             elif "_value" in value:
@@ -303,6 +305,18 @@ def normalize_arch(arch: Mapping[str, Any], space: SearchSpace | None = None) ->
             value = str(value)
         out[label] = value
     return out
+
+
+def _check_index(label: str, choice: Choice, index: Any, entry: Mapping[str, Any]) -> None:
+    """A parameters entry's ``_idx``: whole numbers in range that name its ``_value`` (when it has one)."""
+    count = (choice.n_candidates or 0) if choice.kind == "input_choice" else len(choice.options)
+    indices = index if isinstance(index, list) and choice.kind == "input_choice" else [index]
+    for i in indices:
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < count:
+            raise ValueError(f"{label!r}: _idx {index!r} is out of range: the decision has {count} options "
+                             f"(indices 0 to {count - 1})")
+    if choice.kind != "input_choice" and "_value" in entry and choice.options[index] != entry["_value"]:
+        raise ValueError(f"{label!r}: _idx {index} is {choice.options[index]!r}, but _value is {entry['_value']!r}")
 
 
 def sample(model: nn.Module | SearchSpace, seed: int | None = None, max_tries: int = 10_000) -> dict[str, Any]:

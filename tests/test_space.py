@@ -168,3 +168,15 @@ def test_a_number_equal_to_an_option_is_taken_as_the_option_the_space_declares()
     arch = supernet.search_space(Widths()).validate({"width": 12.0})
     assert arch == {"width": 12} and type(arch["width"]) is int
     assert supernet.freeze(Widths(), {"width": 12.0})(torch.randn(1, 3, 8, 8)).shape == (1, 12, 6, 6)
+
+
+def test_a_tuner_index_out_of_range_or_naming_another_value_is_refused_by_validate():
+    space = supernet.search_space(ValueChoiceSpace())
+    label, choice = next((k, c) for k, c in space.items() if c.kind == "value_choice")
+    count = len(choice.options)
+    with pytest.raises(ValueError, match=rf"_idx {count} is out of range: the decision has {count} options"):
+        space.validate({label: {"_value": choice.options[0], "_idx": count}})
+    with pytest.raises(ValueError, match=r"_idx 1 is .*, but _value is"):
+        space.validate({label: {"_value": choice.options[0], "_idx": 1}})
+    entry = {"_value": choice.options[1], "_idx": 1}
+    assert space.validate({**space.default_arch(), label: entry})[label] == choice.options[1]
