@@ -43,9 +43,7 @@ def check_free(folder: Path, ignore: tuple[str, ...] = ()) -> None:
     """Raise ``RunFolderError`` if ``folder`` holds another run (or a lock)."""
     lock_file = folder / LOCK
     if lock_file.exists() and LOCK not in ignore:
-        owner = _read(lock_file)
-        raise RunFolderError(f"the run folder {str(folder)!r} is locked by another run ({owner}); choose another "
-                             f"hydra.run.dir, or delete {str(lock_file)!r} if that run is no longer running")
+        raise _locked(folder, lock_file)
     taken = [name for name in RUN_FILES if name not in ignore and (folder / name).exists()]
     if taken:
         raise RunFolderError(f"the run folder {str(folder)!r} already holds a run ({taken[0]}); choose another "
@@ -59,9 +57,7 @@ def lock(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
-        raise RunFolderError(f"the run folder {str(folder)!r} is locked by another run ({_read(lock_file)}); "
-                             f"choose another hydra.run.dir, or delete {str(lock_file)!r} if that run is no "
-                             "longer running") from None
+        raise _locked(folder, lock_file) from None
     except OSError as error:
         raise RunFolderError(f"cannot write the run folder {str(folder)!r}: {error.strerror or error}; choose a "
                              "writable hydra.run.dir") from None
@@ -78,6 +74,11 @@ def unlock(lock_file: Path) -> None:
             lock_file.unlink()
     except OSError:
         pass
+
+
+def _locked(folder: Path, lock_file: Path) -> RunFolderError:
+    return RunFolderError(f"the run folder {str(folder)!r} is locked by another run ({_read(lock_file)}); choose "
+                          f"another hydra.run.dir, or delete {str(lock_file)!r} if that run is no longer running")
 
 
 def _read(lock_file: Path) -> str:
