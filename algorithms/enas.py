@@ -124,8 +124,6 @@ class EnasModule(OneShotAlgorithm):
         check_positive(controller_hidden=controller_hidden, controller_learning_rate=controller_learning_rate,
                        controller_aggregate=controller_aggregate, export_samples=export_samples,
                        export_batches=export_batches, tanh_constant=tanh_constant)
-        if not isinstance(controller_aggregate, int):
-            raise ValueError(f"controller_aggregate must be a whole number, got {controller_aggregate!r}")
         if not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
         if not 0 < skip_target < 1:

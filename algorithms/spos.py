@@ -321,7 +321,6 @@ class SposModule(OneShotAlgorithm):
         self.recalibrate(self.best_arch, calibration)
         for m, momentum in saved_momentum.items():
             m.momentum = momentum
-        self.arch.set_arch(self.best_arch)
         return self.best_arch
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
