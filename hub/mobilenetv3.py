@@ -10,7 +10,8 @@ architectures at the end of this file).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from hub.proxylessnas import ConvBNAct, InvertedResidual, SqueezeExcite, make_di
 from hub.searched import SearchedModelsMixin, register_searched_model
 from supernet.nn import ValueChoice
 
-__all__ = ["MobileNetV3Space"]
+__all__ = ["MobileNetV3Space", "load_torchvision_state_dict"]
 
 ACTIVATIONS = {"hswish": nn.Hardswish, "swish": nn.SiLU, "relu": nn.ReLU}
 SE_MODES = ("force", "optional", "none")
@@ -141,14 +142,16 @@ def _large() -> MobileNetV3Space:
     return MobileNetV3Space(1000, (16, 16, 24, 40, 80, 112, 160, 960, 1280), 1.0, (2.3, 2.5, 3.0, 4.0, 6.0),
                             ("none", "none", "force", "none", "force", "force"), (1, 4),
                             (2, 1, 2, 2, 2, 1, 2, 1, 1),
-                            ("hswish", "relu", "relu", "relu", "hswish", "hswish", "hswish", "hswish", "hswish"))
+                            ("hswish", "relu", "relu", "relu", "hswish", "hswish", "hswish", "hswish", "hswish"),
+                            bn_momentum=0.01)  # torchvision's BatchNorm2d(eps=0.001, momentum=0.01)
 
 
 def _small() -> MobileNetV3Space:
     return MobileNetV3Space(1000, (16, 16, 24, 40, 48, 96, 96, 576, 1024), 1.0, (3.0, 11 / 3, 4.0, 4.5, 6.0),
                             ("force", "none", "force", "force", "force", "none"), [(1, 4)] * 4 + [(0, 4)],
                             (2, 2, 2, 2, 1, 2, 1, 1, 1),
-                            ("hswish", "relu", "relu", "hswish", "hswish", "hswish", "hswish", "hswish", "hswish"))
+                            ("hswish", "relu", "relu", "hswish", "hswish", "hswish", "hswish", "hswish", "hswish"),
+                            bn_momentum=0.01)
 
 
 register_searched_model(
@@ -161,3 +164,39 @@ register_searched_model(
     lambda: _arch([2, 3, 2, 3, 0], [[(4.5, 3), (11 / 3, 3)], [(4.0, 5), (6.0, 5), (6.0, 5)], [(3.0, 5)] * 2,
                                     [(6.0, 5)] * 3, []], 3),
     "MobileNetV3-Small 1.0 (as torchvision.models.mobilenet_v3_small)", "2,542,856 params (torchvision)")
+
+
+def load_torchvision_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    """Load a state dict of ``torchvision.models.mobilenet_v3_large`` / ``_small`` into ``model``, the
+    published network of the same name (``hub.load_searched_model("mobilenetv3-large-100")``), and return it.
+
+    The two networks have the same layers in the same order; only the names differ: torchvision's
+    ``features.0`` is our ``stem``, ``features.k.block`` (k = 1..n) our ``first.conv`` and then
+    ``stages.s.i.conv`` stage by stage, ``features.n+1`` our ``last_conv`` and ``classifier`` our ``head``.
+    """
+    blocks = ["first.conv."] + [f"stages.{s}.{i}.conv." for s, stage in enumerate(model.stages)
+                                for i in range(len(stage))]
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        match = re.fullmatch(r"features\.(\d+)\.(block\.)?(.+)", key)
+        k = int(match.group(1)) if match else -1
+        if key.startswith("classifier."):
+            renamed["head." + key[len("classifier."):]] = value
+        elif k == 0 and not match.group(2):
+            renamed["stem." + match.group(3)] = value
+        elif 1 <= k <= len(blocks) and match.group(2):
+            renamed[blocks[k - 1] + match.group(3)] = value
+        elif k == len(blocks) + 1 and not match.group(2):
+            renamed["last_conv." + match.group(3)] = value
+        else:
+            raise ValueError(f"torchvision state dict does not match this network ({len(blocks)} blocks): "
+                             f"no place for key {key!r}")
+    expected = model.state_dict()
+    problems = [f"missing {k!r}" for k in expected if k not in renamed]
+    problems += [f"{k!r}: {tuple(v.shape)} here, {tuple(renamed[k].shape)} in the state dict"
+                 for k, v in expected.items() if k in renamed and v.shape != renamed[k].shape]
+    if problems:
+        raise ValueError(f"torchvision state dict does not match this network: {len(problems)} problems "
+                         f"(e.g. {problems[0]})")
+    model.load_state_dict(renamed)
+    return model
