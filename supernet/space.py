@@ -21,7 +21,7 @@ from torch import nn
 
 from supernet.mutator import Placeholder
 from supernet.primitives.base import Choice, Condition, Mutable
-from supernet.primitives.value_choice import ValueChoiceX, leaf_choices
+from supernet.primitives.value_choice import ValueChoiceX, as_declared, leaf_choices, same_sequence
 
 __all__ = ["SearchSpace", "normalize_arch", "sample", "search_space"]
 
@@ -298,8 +298,8 @@ def normalize_arch(arch: Mapping[str, Any], space: SearchSpace | None = None) ->
                 value = [value]
             if isinstance(value, (list, tuple)):
                 value = sorted(int(v) for v in value)
-        elif isinstance(value, tuple):
-            value = list(value)
+        elif isinstance(value, (list, tuple)):  # a tuple option read from JSON as a list is that option
+            value = next((o for o in (choice.options if choice else []) if same_sequence(value, o)), list(value))
         if choice is not None and choice.kind == "layer_choice" and isinstance(value, int) \
                 and not isinstance(value, bool) and str(value) in choice.options and value not in choice.options:
             value = str(value)
@@ -315,7 +315,8 @@ def _check_index(label: str, choice: Choice, index: Any, entry: Mapping[str, Any
         if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < count:
             raise ValueError(f"{label!r}: _idx {index!r} is out of range: the decision has {count} options "
                              f"(indices 0 to {count - 1})")
-    if choice.kind != "input_choice" and "_value" in entry and choice.options[index] != entry["_value"]:
+    if choice.kind != "input_choice" and "_value" in entry and \
+            choice.options[index] != as_declared(entry["_value"], choice.options):
         raise ValueError(f"{label!r}: _idx {index} is {choice.options[index]!r}, but _value is {entry['_value']!r}")
 
 

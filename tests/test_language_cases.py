@@ -7,6 +7,7 @@ with the table as its repr, and short reprs of long ValueChoice expressions.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Mapping, MutableMapping
 
@@ -167,3 +168,91 @@ def test_a_short_expression_reads_as_python_with_labels_for_leaves():
             assert eval(text[len("ValueChoiceX("):-1], scope) == expression.evaluate(list(values)), text
     assert [repr(e) for e in expressions[:3]] == [
         "ValueChoiceX(a - (b - c))", "ValueChoiceX(a - b - c)", "ValueChoiceX(a ** (b ** c))"]
+
+
+# -- item 1: tuple-valued candidates ------------------------------------------------------------------
+class _TupleSpace(nn.Module):
+    """A (kh, kw) kernel size, its lazily indexed padding, and a LayerNorm shape as a 1-tuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k = nn.ValueChoice([(3, 3), (3, 5), (5, 3)], label="k")
+        self.conv = nn.Conv2d(3, 8, kernel_size=self.k, padding=(self.k[0] // 2, self.k[1] // 2))
+        self.shape = nn.ValueChoice([(4,), (8,)], label="n")
+        self.linear = nn.Linear(8, self.shape[0])
+        self.norm = nn.LayerNorm(self.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.linear(self.conv(x).mean((2, 3))))
+
+
+_TUPLE_ARCHS = [{"k": (3, 3), "n": (4,)}, {"k": (3, 5), "n": (8,)}, {"k": (5, 3), "n": (4,)}]
+
+
+def test_tuple_valued_candidates_sample_validate_and_come_back_from_json_as_declared():
+    ss = supernet.search_space(_TupleSpace())
+    assert ss["k"].options == [(3, 3), (3, 5), (5, 3)] and ss.size == 6
+    assert ss.validate(ss.default_arch()) == {"k": (3, 3), "n": (4,)}
+    for seed in range(5):
+        arch = supernet.sample(ss, seed=seed)
+        assert ss.validate(arch) == arch and type(arch["k"]) is tuple
+        read_back = json.loads(json.dumps(arch))  # arch.json: tuples become lists
+        assert read_back["k"] == list(arch["k"])
+        validated = ss.validate(read_back)  # a list stands for the tuple option, given back as declared
+        assert validated == arch and type(validated["k"]) is tuple and type(validated["n"]) is tuple
+    with pytest.raises(ValueError, match=r"invalid value \[5, 5\] for 'k'; allowed: \[\(3, 3\), \(3, 5\), \(5, 3\)\]"):
+        ss.validate({"k": [5, 5], "n": [4]})
+    # the tuner format names the values as JSON lists; its _value reads back too
+    assert json.loads(ss.dumps())["k"] == {"_type": "choice", "_value": [[3, 3], [3, 5], [5, 3]]}
+    assert ss.validate({"k": {"_value": [3, 5], "_idx": 1}, "n": {"_value": [8], "_idx": 1}}) == _TUPLE_ARCHS[1]
+
+
+def test_tuple_valued_candidates_build_fixed_index_lazily_and_evaluate_lists():
+    k = nn.ValueChoice([(6, 3), (8, 5)], label="k")
+    assert k[0].all_options() == [6, 8] and k[1].evaluate([(8, 5)]) == 5
+    assert k.evaluate([[8, 5]]) == (8, 5) and type(k.evaluate([[8, 5]])) is tuple  # a list read from JSON
+    assert (k[0] * k[1]).evaluate_with({"k": [6, 3]}) == 18
+    for given in ([8, 5], (8, 5)):
+        with supernet.fixed_arch({"k": given}):
+            fixed = nn.ValueChoice([(6, 3), (8, 5)], label="k")
+        assert fixed == (8, 5) and type(fixed()) is tuple and fixed[0] == 8
+    with supernet.fixed_arch({"k": [8, 3]}), pytest.raises(ValueError, match=r"invalid value \[8, 3\] for 'k'"):
+        nn.ValueChoice([(6, 3), (8, 5)], label="k")
+    # a list and a tuple that JSON cannot tell apart are one candidate twice
+    with pytest.raises(ValueError, match="appears twice"):
+        nn.ValueChoice([(6, 3), [6, 3]], label="twice")
+
+
+@pytest.mark.parametrize("arch", _TUPLE_ARCHS)
+def test_tuple_kernel_size_and_layer_norm_shape_freeze_to_the_torch_modules(arch):
+    net = supernet.freeze(_TupleSpace(), json.loads(json.dumps(arch)))
+    kh, kw = arch["k"]
+    assert type(net.conv) is torch.nn.Conv2d and net.conv.kernel_size == (kh, kw)
+    assert net.conv.padding == (kh // 2, kw // 2) and net.conv.weight.shape == (8, 3, kh, kw)
+    assert type(net.norm) is torch.nn.LayerNorm and net.norm.normalized_shape == arch["n"]
+    assert net.linear.out_features == arch["n"][0]
+    assert net(torch.zeros(2, 3, 7, 7)).shape == (2, arch["n"][0])
+
+
+@pytest.mark.parametrize("family", ["path_sampling", "differentiable", "binary_gate"])
+def test_tuple_valued_candidates_convert_into_every_family(family):
+    """Each family's supernet, at each architecture (pinned for differentiable), computes what its
+    weight-inheriting freeze computes; the default and exported architectures validate."""
+    from supernet.oneshot import convert, export_arch
+
+    torch.manual_seed(0)
+    net, state = convert(_TupleSpace(), family)
+    net.eval()
+    x = torch.randn(2, 3, 7, 7)
+    assert state.space.validate(state.arch) == {"k": (3, 3), "n": (4,)}
+    for arch in _TUPLE_ARCHS:
+        if family == "differentiable":
+            state.pin(json.loads(json.dumps(arch)))
+        else:
+            state.set_arch(json.loads(json.dumps(arch)))
+        assert state.arch == arch
+        frozen = supernet.freeze(net, arch, inherit_weights=True).eval()
+        assert frozen.conv.weight.shape[2:] == arch["k"]
+        torch.testing.assert_close(net(x), frozen(x))
+    exported = export_arch(net, state)
+    assert state.space.validate(exported) == exported and type(exported["k"]) is tuple

@@ -33,10 +33,18 @@ __all__ = ["ComboUnit", "EntangledUnit", "ENTANGLED_UNITS", "family_class"]
 
 def _largest(value: Any) -> Any:
     if isinstance(value, ValueChoiceX):
-        return max(value.all_options())
+        return _elementwise_max(value.all_options())
     if isinstance(value, (list, tuple)):
         return type(value)(_largest(v) for v in value)
     return value
+
+
+def _elementwise_max(options: list[Any]) -> Any:
+    """The largest option; of tuple options ((kh, kw) kernel sizes) the largest in each place: (5, 5) for
+    (3, 5) and (5, 3), since each option's weight is a slice of the largest one."""
+    if all(isinstance(o, (list, tuple)) for o in options) and len({len(o) for o in options}) == 1:
+        return type(options[0])(_elementwise_max(list(column)) for column in zip(*options))
+    return max(options)
 
 
 def _pair(value: Any) -> tuple[int, int]:

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from supernet.context import auto_label
-from supernet.primitives.base import Choice, FixableMeta, lookup_fixed
+from supernet.primitives.base import Choice, FixableMeta, _same_kind, lookup_fixed
 
-__all__ = ["ValueChoice", "ValueChoiceX", "contains_choice", "evaluate_nested", "leaf_choices"]
+__all__ = ["ValueChoice", "ValueChoiceX", "as_declared", "contains_choice", "evaluate_nested", "leaf_choices",
+           "same_sequence"]
 
 
 def _check_prior(prior: Sequence[float] | None, n: int, what: str) -> list[float] | None:
@@ -281,7 +282,10 @@ class ValueChoice(ValueChoiceX, metaclass=FixableMeta):
     def create_fixed(cls, fixed: Mapping[str, Any], candidates: Sequence[Any], *,
                      prior: Sequence[float] | None = None, label: str | None = None) -> Any:
         label = auto_label("value_choice", label)
-        return callable_value(lookup_fixed(fixed, label, _check_candidates(candidates, label)))
+        candidates = _check_candidates(candidates, label)
+        if label in fixed:  # fixed_arch reads tuples as lists (as JSON does): give back the declared candidate
+            fixed = {label: as_declared(fixed[label], candidates)}
+        return callable_value(lookup_fixed(fixed, label, candidates))
 
     def __init__(self, candidates: Sequence[Any], *, prior: Sequence[float] | None = None,
                  label: str | None = None) -> None:
@@ -297,7 +301,8 @@ class ValueChoice(ValueChoiceX, metaclass=FixableMeta):
     def evaluate_with(self, values: Mapping[str, Any]) -> Any:
         if self.label not in values:
             raise KeyError(f"no value for ValueChoice {self.label!r}")
-        value, choice = values[self.label], Choice(self.label, "value_choice", self.candidates)
+        value = as_declared(values[self.label], self.candidates)
+        choice = Choice(self.label, "value_choice", self.candidates)
         if not choice.contains(value):
             raise ValueError(f"invalid value {value!r} for ValueChoice {self.label!r}; allowed: {self.candidates}")
         return choice.canonical(value)  # the candidate as declared: 4 for 4.0 read from JSON
@@ -318,9 +323,27 @@ def _check_candidates(candidates: Any, label: str) -> list[Any]:
     if any(contains_choice(c) for c in candidates):
         raise TypeError(f"ValueChoice {label!r}: candidates must be plain values, not choices")
     for i, c in enumerate(candidates):
-        if any(c == d and type(c) is type(d) for d in candidates[:i]):
+        if any(c == d and type(c) is type(d) or same_sequence(c, d) for d in candidates[:i]):
             raise ValueError(f"ValueChoice {label!r}: candidate {c!r} appears twice in {candidates}")
     return candidates
+
+
+def as_declared(value: Any, options: Sequence[Any]) -> Any:
+    """The tuple or list option that ``value`` equals element by element (at any depth), else ``value``.
+
+    JSON (arch.json, the tuner format) and ``fixed_arch`` read a tuple as a list, so ``[3, 5]`` stands for
+    the option ``(3, 5)``; candidates that differ only so are refused as duplicates, so the match is unique.
+    """
+    if isinstance(value, (list, tuple)):
+        return next((o for o in options if same_sequence(value, o)), value)
+    return value
+
+
+def same_sequence(a: Any, b: Any) -> bool:
+    """Equal as JSON would write them: lists and tuples alike, numbers as ``Choice.contains`` compares them."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_sequence(x, y) or x == y and _same_kind(x, y) for x, y in zip(a, b))
+    return False
 
 
 # -- fixed values stay callable ----------------------------------------------------------------
