@@ -2,8 +2,9 @@
 
 An algorithm converts the search space into a supernet of its family
 (``supernet.oneshot.convert``), keeps the architecture state (architecture parameters,
-sampled architecture) as a submodule, logs ``train/loss``, ``train/acc``, ``val/loss``,
-``val/acc`` with torchmetrics, and exports the architecture dict with ``export()``.
+sampled architecture) as a submodule, trains on a task's loss (``algorithms.task``: classification by default) and logs
+``train/loss``, ``train/<metric>``, ``val/loss``, ``val/<metric>`` with torchmetrics (``train/acc``
+for classification), and exports the architecture dict with ``export()``.
 
 Search batches come from a search data module as ``{"train": (x, y), "val": (x, y)}``:
 two disjoint halves of the training data (weights learn on one, the architecture on the
@@ -23,12 +24,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 import supernet
+from algorithms.task import Task, resolve_task
 from supernet.oneshot import convert, export_arch
 
 __all__ = ["DivergenceError", "OneShotAlgorithm", "check_positive", "search_batches", "split_batch"]
@@ -75,15 +75,20 @@ def search_batches(loader: Any, device: torch.device | str, count: int) -> list[
 
 
 class OneShotAlgorithm(pl.LightningModule):
-    """Base class: ``space`` is converted to a supernet of the subclass's ``family``."""
+    """Base class: ``space`` is converted to a supernet of the subclass's ``family``.
+
+    ``task`` (``algorithms.task.Task``) gives the loss, the metric and its direction;
+    without it the task is ``ClassificationTask(num_classes)`` (10 classes by default).
+    """
 
     family = "path_sampling"
 
-    def __init__(self, space: nn.Module, *, num_classes: int = 10, learning_rate: float = 0.025,
-                 momentum: float = 0.9, weight_decay: float = 3e-4, min_learning_rate: float = 0.001,
-                 gradient_clip: float = 5.0, seed: int = 0) -> None:
+    def __init__(self, space: nn.Module, *, task: Task | None = None, num_classes: int | None = None,
+                 learning_rate: float = 0.025, momentum: float = 0.9, weight_decay: float = 3e-4,
+                 min_learning_rate: float = 0.001, gradient_clip: float = 5.0, seed: int = 0) -> None:
         super().__init__()
-        check_positive(learning_rate=learning_rate, num_classes=num_classes)
+        check_positive(learning_rate=learning_rate)
+        self.task = resolve_task(task, num_classes)
         if not 0 <= min_learning_rate <= learning_rate:
             raise ValueError(f"min_learning_rate must be in [0, learning_rate={learning_rate}], "
                              f"got {min_learning_rate!r}")
@@ -97,10 +102,19 @@ class OneShotAlgorithm(pl.LightningModule):
         self.automatic_optimization = False
         self.supernet, self.arch = convert(space, self.family)
         self.generator = torch.Generator().manual_seed(seed)
-        self.train_acc = MulticlassAccuracy(num_classes)
-        self.val_acc = MulticlassAccuracy(num_classes)
+        self.train_metric = self.task.metric()
+        self.val_metric = self.task.metric()
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
+
+    def save_hyperparameters(self, *args: Any, ignore: str | list[str] | None = None, frame: Any = None,
+                             logger: bool = True) -> None:
+        """Lightning's, with the task kept as its plain ``describe()`` dict: checkpoints hold plain data only,
+        and a resume compares the task like any other hyperparameter."""
+        ignore = [ignore] if isinstance(ignore, str) else list(ignore or [])
+        super().save_hyperparameters(*args, ignore=[*ignore, "task"], frame=frame or inspect.currentframe().f_back,
+                                     logger=logger)
+        self.hparams["task"] = self._hparams_initial["task"] = self.task.describe()
 
     def _check_hyperparameters(self) -> None:
         """Refuse what cannot work, for every algorithm at once: NaN anywhere (a comparison with NaN
@@ -136,12 +150,12 @@ class OneShotAlgorithm(pl.LightningModule):
         return self.supernet(x)
 
     def criterion(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits); an auxiliary head's output (training mode) adds 0.4 x its loss."""
+        """(the task's loss, the output); an auxiliary head's output (training mode) adds 0.4 x its loss."""
         out = self._run_supernet(x)
         if isinstance(out, tuple):
             logits, aux = out[0], out[1]
-            return F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y), logits
-        return F.cross_entropy(out, y), out
+            return self.task.loss(logits, y) + 0.4 * self.task.loss(aux, y), logits
+        return self.task.loss(out, y), out
 
     def weight_parameters(self) -> list[nn.Parameter]:
         return list(self.supernet.parameters())
@@ -161,7 +175,8 @@ class OneShotAlgorithm(pl.LightningModule):
         return []
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One SGD step of the supernet's weights on (x, y), with gradient clipping; logs train metrics."""
+        """One SGD step of the supernet's weights on the task's loss on (x, y), with gradient clipping;
+        logs ``train/loss`` and ``train/<metric>``."""
         optimizer = self.optimizers()
         optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
         optimizer.zero_grad()
@@ -174,9 +189,9 @@ class OneShotAlgorithm(pl.LightningModule):
                                 gradient_clip_algorithm="norm")
         optimizer.step()
         self.train_loss(loss.detach())
-        self.train_acc(logits.detach(), y)
+        self.train_metric(logits.detach(), y)
         self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        self.log(f"train/{self.task.metric_name}", self.train_metric, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -209,14 +224,14 @@ class OneShotAlgorithm(pl.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         logits = self.evaluate(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.task.loss(logits, y)
         self.val_loss(loss)
-        self.val_acc(logits, y)
+        self.val_metric(logits, y)
         self.log("val/loss", self.val_loss, on_epoch=True)
-        self.log("val/acc", self.val_acc, prog_bar=True, on_epoch=True)
+        self.log(f"val/{self.task.metric_name}", self.val_metric, prog_bar=True, on_epoch=True)
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the current best architecture (the supernet as it is, by default)."""
+        """Output of the current best architecture (the supernet as it is, by default)."""
         return self(x)
 
     # -- export ------------------------------------------------------------------------------------------

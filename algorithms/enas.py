@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -94,7 +95,8 @@ class EnasModule(OneShotAlgorithm):
     Shared weights train on controller-sampled paths. The controller learns by REINFORCE: each
     training step draws one architecture and scores it on that step's validation batch; the
     reward is its accuracy there (BatchNorm with batch statistics, as ``build_valid_rl``'s
-    ``is_training=True``) plus ``entropy_weight`` x the sample's entropy, with no gradient through
+    ``is_training=True``; on another task its metric as a higher-is-better number, ``task.fitness``:
+    e.g. minus the MSE), plus ``entropy_weight`` x the sample's entropy, with no gradient through
     the entropy (micro_controller.py ``build_trainer``). A moving-average baseline moves towards
     the reward first, then the advantage is taken; the loss is ``-log p x advantage +
     skip_weight x skip penalty``. The gradients of ``controller_aggregate`` (M) samples are
@@ -110,8 +112,8 @@ class EnasModule(OneShotAlgorithm):
     controller's Adam keeps torch's defaults, not the authors' ``beta1=0, epsilon=1e-3``
     (src/utils.py), which recovered fewer planted decisions within the planted test's budget.
 
-    Export: the best of ``export_samples`` controller samples by accuracy on ``export_batches``
-    validation batches, scored as the reward is (BatchNorm in training mode); the supernet's
+    Export: the best of ``export_samples`` controller samples by the task's score (accuracy) on
+    ``export_batches`` validation batches, scored as the reward is (BatchNorm in training mode); the supernet's
     running statistics are left as they were.
     """
 
@@ -153,9 +155,10 @@ class EnasModule(OneShotAlgorithm):
         raise RuntimeError(f"the controller drew no architecture meeting the space's constraints in {tries} tries")
 
     @torch.no_grad()
-    def validation_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Accuracy of the sampled architecture on ``(x, y)``, in the supernet's current mode."""
-        return (self(x).argmax(-1) == y).float().mean()
+    def validation_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """The task's score (accuracy, for classification) of the sampled architecture on ``(x, y)``, in the
+        supernet's current mode."""
+        return self.task.evaluate([(self(x), y)])
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         (x_train, y_train), (x_val, y_val) = split_batch(batch)
@@ -167,8 +170,8 @@ class EnasModule(OneShotAlgorithm):
         # controller: one REINFORCE sample on the validation half, its gradient added to the aggregate's mean
         arch, log_prob, entropy, skip = self._sample()
         self.arch.set_arch(arch)
-        accuracy = self.validation_accuracy(x_val, y_val)
-        reward = accuracy + hp.entropy_weight * entropy.detach()
+        score = self.validation_accuracy(x_val, y_val)
+        reward = self.task.fitness(score) + hp.entropy_weight * entropy.detach()
         if not bool(self.baseline_started):  # start from the first reward, not from zero
             self.baseline.copy_(reward)
             self.baseline_started.fill_(True)
@@ -181,7 +184,7 @@ class EnasModule(OneShotAlgorithm):
             optimizer.step()
             optimizer.zero_grad()
             self.aggregated.zero_()
-        self.log_dict({"controller/reward": reward, "controller/accuracy": accuracy,
+        self.log_dict({"controller/reward": reward, f"controller/{self.task.score_name}": score,
                        "controller/baseline": self.baseline.clone(), "controller/entropy": entropy.detach(),
                        "controller/skip_penalty": skip.detach()}, on_step=True, on_epoch=True)
 
@@ -219,19 +222,18 @@ class EnasModule(OneShotAlgorithm):
         if loader is None:
             return
         batches = [val for _, val in search_batches(loader, self.device, self.hparams.export_batches)]
-        total = max(1, sum(y.numel() for _, y in batches))
         # score as the reward does: BatchNorm with batch statistics; the running statistics are restored after
         buffers = {name: b.clone() for name, b in self.supernet.named_buffers()}
         was_training = self.supernet.training
         self.supernet.train()
-        best, best_accuracy = None, -1.0
+        best, best_fitness = None, -math.inf
         try:
             for _ in range(self.hparams.export_samples):
                 arch = self._sample()[0]
                 self.arch.set_arch(arch)
-                accuracy = sum(float(self.validation_accuracy(x, y)) * y.numel() for x, y in batches) / total
-                if accuracy > best_accuracy:
-                    best, best_accuracy = arch, accuracy
+                fitness = self.task.fitness(self.task.evaluate((self(x), y) for x, y in batches))
+                if fitness > best_fitness:
+                    best, best_fitness = arch, fitness
         finally:
             for name, b in self.supernet.named_buffers():
                 b.copy_(buffers[name])

@@ -6,29 +6,31 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from algorithms.base import check_positive
+from algorithms.task import Task, resolve_task
 
 __all__ = ["FixedNetModule"]
 
 
 class FixedNetModule(pl.LightningModule):
-    """Train and test a plain network: SGD with momentum and a cosine schedule, an optional
-    auxiliary-head loss, and drop-path annealed linearly when the network supports it."""
+    """Train and test a plain network on a task (``algorithms.task``; default
+    ``ClassificationTask(num_classes)``, 10 classes): SGD with momentum and a cosine schedule, an
+    optional auxiliary-head loss, and drop-path annealed linearly when the network supports it.
+    Logs ``<stage>/loss`` and ``<stage>/<metric>`` (``acc`` for classification)."""
 
-    def __init__(self, net: nn.Module, *, num_classes: int = 10, learning_rate: float = 0.025,
-                 momentum: float = 0.9, weight_decay: float = 3e-4, auxiliary_weight: float = 0.4,
-                 drop_path_prob: float = 0.0, gradient_clip: float = 5.0) -> None:
+    def __init__(self, net: nn.Module, *, task: Task | None = None, num_classes: int | None = None,
+                 learning_rate: float = 0.025, momentum: float = 0.9, weight_decay: float = 3e-4,
+                 auxiliary_weight: float = 0.4, drop_path_prob: float = 0.0, gradient_clip: float = 5.0) -> None:
         super().__init__()
-        check_positive(learning_rate=learning_rate, num_classes=num_classes)
-        self.save_hyperparameters(ignore=["net"])
+        check_positive(learning_rate=learning_rate)
+        self.task = resolve_task(task, num_classes)
+        self.save_hyperparameters(ignore=["net", "task"])
+        self.hparams["task"] = self._hparams_initial["task"] = self.task.describe()  # plain data, as checkpoints
         self.net = net
-        self.metrics = nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes) for stage in
-                                      ("train", "val", "test")})
+        self.metrics = nn.ModuleDict({f"{stage}_metric": self.task.metric() for stage in ("train", "val", "test")})
         self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,14 +48,15 @@ class FixedNetModule(pl.LightningModule):
         out = self.net(x)
         if isinstance(out, tuple):
             logits, aux = out[0], out[1]
-            loss = F.cross_entropy(logits, y) + self.hparams.auxiliary_weight * F.cross_entropy(aux, y)
+            loss = self.task.loss(logits, y) + self.hparams.auxiliary_weight * self.task.loss(aux, y)
         else:
-            logits, loss = out, F.cross_entropy(out, y)
+            logits, loss = out, self.task.loss(out, y)
         self.losses[f"{stage}_loss"](loss.detach())
-        self.metrics[f"{stage}_acc"](logits.detach(), y)
+        self.metrics[f"{stage}_metric"](logits.detach(), y)
         self.log(f"{stage}/loss", self.losses[f"{stage}_loss"], prog_bar=stage == "train", on_epoch=True,
                  on_step=stage == "train")
-        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True, on_epoch=True, on_step=False)
+        self.log(f"{stage}/{self.task.metric_name}", self.metrics[f"{stage}_metric"], prog_bar=True, on_epoch=True,
+                 on_step=False)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

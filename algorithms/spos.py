@@ -37,7 +37,8 @@ class SposModule(OneShotAlgorithm):
 
     Each candidate is scored after recalibrating BatchNorm statistics on
     ``bn_calibration_batches`` training batches (train mode, no gradient), by accuracy on
-    ``eval_batches`` batches of the held-out half; see ``score``.
+    ``eval_batches`` batches of the held-out half (on another task: the task's metric, ranked in
+    its direction, lowest first when lower is better); see ``score``.
 
     Evolution as the authors' src/Search/search.py: population 50 random candidates, then
     ``generations`` (20) times: the top-k (10) of everything scored so far are parents;
@@ -47,7 +48,8 @@ class SposModule(OneShotAlgorithm):
     A candidate is never scored twice: children already scored (or over budget) are rejected
     and redrawn, so 50 + 20 * 50 distinct candidates are scored when the space is large
     enough. ``history`` has one row per scored generation (``evaluated``: its size).
-    Export: the best; ``topk`` holds (arch, FLOPs, params, accuracy) of the best k.
+    Export: the best; ``topk`` holds (arch, FLOPs, params, accuracy) of the best k (for another
+    task the score's key is ``task.score_name``, e.g. ``mse``).
     """
 
     family = "path_sampling"
@@ -71,7 +73,7 @@ class SposModule(OneShotAlgorithm):
         super().__init__(space, **kwargs)
         self.save_hyperparameters(ignore=["space"])
         self.topk: list[dict[str, Any]] = []
-        self.history: list[dict[str, float]] = []  # per scored generation: size, best / mean top-k accuracy
+        self.history: list[dict[str, float]] = []  # per scored generation: size, best / mean top-k score
         self.best_arch: dict[str, Any] | None = None
         self._cost_cache: dict[str, tuple[int, int]] = {}
         self._flops_range: tuple[float, float] | None = None
@@ -216,7 +218,8 @@ class SposModule(OneShotAlgorithm):
 
     @torch.no_grad()
     def score(self, arch: dict[str, Any], calibration: list, evaluation: list) -> float:
-        """Accuracy of ``arch`` on ``evaluation`` after recalibrating BatchNorm on ``calibration``.
+        """The task's score (accuracy) of ``arch`` on ``evaluation`` after recalibrating BatchNorm on
+        ``calibration``.
 
         Every BatchNorm (weight-entangled ones included) restarts its statistics and takes the
         cumulative average (momentum None) of the per-batch mean and unbiased variance over the
@@ -226,13 +229,7 @@ class SposModule(OneShotAlgorithm):
         """
         self.recalibrate(arch, calibration)
         self.supernet.eval()
-        correct = total = 0
-        for x, y in evaluation:
-            out = self.supernet(x)
-            out = out[0] if isinstance(out, tuple) else out
-            correct += int((out.argmax(-1) == y).sum())
-            total += y.numel()
-        return correct / max(total, 1)
+        return self.task.evaluate((self(x), y) for x, y in evaluation)
 
     @torch.no_grad()
     def recalibrate(self, arch: dict[str, Any], calibration: list) -> None:
@@ -257,6 +254,10 @@ class SposModule(OneShotAlgorithm):
                           if isinstance(m, nn.modules.batchnorm._BatchNorm)}
         scored: dict[str, dict[str, Any]] = {}
         self.history = []
+        name = self.task.score_name
+
+        def ranked() -> list[dict[str, Any]]:  # best first, in the task's direction
+            return sorted(scored.values(), key=lambda r: -self.task.fitness(r[name]))
 
         def admit(arch: dict[str, Any]) -> bool:
             """Score ``arch`` if it is new and within the budget (the authors' ``is_legal``)."""
@@ -269,7 +270,7 @@ class SposModule(OneShotAlgorithm):
                 return False
             flops, params = self.cost(arch)
             scored[key] = {"arch": arch, "flops": flops, "params": params,
-                           "accuracy": self.score(arch, calibration, evaluation)}
+                           name: self.score(arch, calibration, evaluation)}
             return True
 
         def add(propose: Any, count: int, tries: int) -> int:
@@ -295,10 +296,10 @@ class SposModule(OneShotAlgorithm):
             if not scored:
                 raise RuntimeError(f"no architecture within the budget found in "
                                    f"{hp.population * hp.max_sampling_tries} uniform samples")
-            top = sorted(scored.values(), key=lambda r: -r["accuracy"])[: hp.topk]
+            top = ranked()[: hp.topk]
             self.history.append({"generation": len(self.history), "evaluated": size,
-                                 "best_accuracy": top[0]["accuracy"],
-                                 "mean_accuracy": sum(r["accuracy"] for r in top) / len(top)})
+                                 f"best_{name}": top[0][name],
+                                 f"mean_{name}": sum(r[name] for r in top) / len(top)})
             for logger in self.loggers:  # self.log is not allowed once training has ended
                 logger.log_metrics({f"search/{k}": v for k, v in self.history[-1].items()}, step=len(self.history))
             return [r["arch"] for r in top]
@@ -313,8 +314,7 @@ class SposModule(OneShotAlgorithm):
             parents = record(random_fill(size))
             progress.update(1)
         progress.close()
-        ranked = sorted(scored.values(), key=lambda r: -r["accuracy"])
-        self.topk = ranked[: hp.topk]
+        self.topk = ranked()[: hp.topk]
         self.best_arch = self.topk[0]["arch"]
         # leave the supernet with the best candidate's recalibrated statistics (not the last one
         # scored), so a fixed net inheriting the weights starts from what evolution measured
@@ -342,7 +342,7 @@ class SposModule(OneShotAlgorithm):
         return dict(self.best_arch) if self.best_arch is not None else super().export()
 
     def save_topk(self, path: str | os.PathLike) -> None:
-        """Write the top-k table (arch, FLOPs, params, accuracy) as JSON."""
+        """Write the top-k table (arch, FLOPs, params, score) as JSON."""
         with open(path, "w") as f:
             json.dump(self.topk, f, indent=2, default=str)
 

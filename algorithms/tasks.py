@@ -103,12 +103,40 @@ TRAINER_COUNTS = ("max_epochs", "min_epochs", "max_steps", "log_every_n_steps", 
                   "accumulate_grad_batches", "check_val_every_n_epoch")
 
 
+def build_task(cfg: DictConfig) -> Any:
+    """The configured task (``task=classification`` by default, ``task=regression``), checked against the
+    data: a classification needs data with ``num_classes``, another task data without it."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from algorithms.task import ClassificationTask
+
+    num_classes = cfg.data.get("num_classes")
+    if cfg.get("task") is None:
+        return ClassificationTask(num_classes if num_classes is not None else 10)
+    classification = "num_classes" in cfg.task  # task/classification.yaml: num_classes from the data
+    regression = str(cfg.task.get("_target_", "")).endswith("RegressionTask")
+    if (classification and num_classes is None) or (regression and num_classes is not None):
+        name = "classification" if classification else "regression"
+        kind = f"classification data (data.num_classes={num_classes})" if num_classes is not None else \
+            "data without classes (no data.num_classes)"
+        raise UserError(f"task {name} does not fit {kind}: give task=classification for classification data, "
+                        "another task (e.g. task=regression) for data without classes")
+    try:
+        return instantiate(cfg.task, _convert_="all")
+    except (InstantiationException, OmegaConfBaseException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+        raise UserError(f"task: {str(cause).splitlines()[0]}") from None
+
+
 def build_algorithm(cfg: DictConfig, space: torch.nn.Module) -> pl.LightningModule:
-    """The configured algorithm on ``space``; a hyperparameter it refuses is a ``UserError``."""
+    """The configured algorithm on ``space`` and task; a hyperparameter it refuses is a ``UserError``."""
     from hydra.errors import InstantiationException
 
+    task = build_task(cfg)
+    classes = {"num_classes": task.num_classes} if hasattr(task, "num_classes") else {}
     try:
-        return instantiate(cfg.algorithm, space=space, num_classes=cfg.data.num_classes, _convert_="all")
+        return instantiate(cfg.algorithm, space=space, task=task, **classes, _convert_="all")
     except InstantiationException as error:
         cause = error.__cause__
         if isinstance(cause, (ValueError, TypeError)):
@@ -295,8 +323,9 @@ def _pictures(out: Path, arch: dict[str, Any], history: Any, algorithm: Any) -> 
         plots.plot_curve({k.split("/")[1]: v for k, v in history.scalars.items() if k.startswith("controller/")},
                          out / "reward.png", "ENAS controller", "epoch")
     if getattr(algorithm, "history", None):
-        plots.plot_curve({"best accuracy": [h["best_accuracy"] for h in algorithm.history],
-                          "mean top-k accuracy": [h["mean_accuracy"] for h in algorithm.history]},
+        name = algorithm.task.score_name
+        plots.plot_curve({f"best {name}": [h[f"best_{name}"] for h in algorithm.history],
+                          f"mean top-k {name}": [h[f"mean_{name}"] for h in algorithm.history]},
                          out / "fitness.png", "SPOS evolution", "generation")
     loose_end = any(getattr(m, "merge_op", None) == "loose_end" for m in algorithm.supernet.modules())
     if not plots.plot_cells(arch, out / "cell.png", loose_end=loose_end):
@@ -340,12 +369,13 @@ def _finetune_net(cfg: DictConfig, out: Path, net: torch.nn.Module, space: torch
     from algorithms.finetune import FixedNetModule
 
     data = build_data(cfg, search=False)
-    module = FixedNetModule(net, num_classes=cfg.data.num_classes, **cfg.finetune.module)
+    task = build_task(cfg)
+    module = FixedNetModule(net, task=task, **cfg.finetune.module)
     trainer = build_trainer(cfg, out, "finetune", max_epochs=cfg.finetune.epochs)
     trainer.fit(module, datamodule=data)
     results = trainer.test(module, datamodule=data, verbose=False)
     example = torch.zeros(1, *cfg.data.input_shape)
-    summary = {"test_accuracy": float(results[0]["test/acc"]) if results else None,
+    summary = {f"test_{task.score_name}": float(results[0][f"test/{task.metric_name}"]) if results else None,
                "params": sum(p.numel() for p in net.parameters()),
                "flops": count_macs(net.cpu(), example)}
     _write_json(out / "finetune" / "results.json" if (out / "finetune").exists() else out / "finetune_results.json",
