@@ -8,8 +8,10 @@ with the table as its repr, and short reprs of long ValueChoice expressions.
 from __future__ import annotations
 
 import json
+import math
 import signal
 from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 import pytest
 import torch
@@ -256,3 +258,121 @@ def test_tuple_valued_candidates_convert_into_every_family(family):
         torch.testing.assert_close(net(x), frozen(x))
     exported = export_arch(net, state)
     assert state.space.validate(exported) == exported and type(exported["k"]) is tuple
+
+
+# -- item 4: candidates returning tuples that contain None ------------------------------------------
+class _Affine(torch.nn.Module):
+    """``(scale * x + shift, None)``: an output and an absent extra (as attention returns its weights)."""
+
+    def __init__(self, scale: float, shift: float = 0.0, extra: bool = False) -> None:
+        super().__init__()
+        self.scale, self.shift, self.extra = scale, shift, extra
+
+    def forward(self, x: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x[0] if isinstance(x, tuple) else x  # a Repeat block gets the previous block's pair
+        y = self.scale * x + self.shift
+        return y, (y.detach() if self.extra else None)
+
+
+class _Holder(torch.nn.Module):
+    def __init__(self, choice: torch.nn.Module) -> None:
+        super().__init__()
+        self.choice = choice
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.choice(x)
+
+
+_CANDIDATES = [(2.0, 0.0), (1.0, 1.0), (-1.0, 0.5)]
+_ALPHA = [0.1, 0.5, -0.3]
+_X = torch.tensor([[1.0, -2.0, 3.0]])
+
+
+def _softmax(values: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def _layer_choice(extra_in: int | None = None) -> _Holder:
+    return _Holder(nn.LayerChoice([_Affine(s, b, extra=i == extra_in) for i, (s, b) in enumerate(_CANDIDATES)],
+                                  label="op"))
+
+
+def _repeat() -> _Holder:
+    return _Holder(nn.Repeat(lambda i: _Affine(2.0, 1.0), (1, 3), label="depth"))
+
+
+def test_a_differentiable_layer_choice_mixes_tuples_element_by_element_and_keeps_none():
+    from supernet.oneshot import convert
+
+    net, state = convert(_layer_choice(), "differentiable")
+    with torch.no_grad():
+        state.alpha_of("op").copy_(torch.tensor(_ALPHA))
+    out, extra = net(_X)
+    w = _softmax(_ALPHA)
+    expected = sum(wi * (s * _X + b) for wi, (s, b) in zip(w, _CANDIDATES))
+    torch.testing.assert_close(out, expected)
+    assert extra is None
+    out.sum().backward()  # d out / d alpha_i = w_i (y_i - out): the softmax's Jacobian
+    grad = [wi * float((s * _X + b - expected).sum()) for wi, (s, b) in zip(w, _CANDIDATES)]
+    torch.testing.assert_close(state.alpha_of("op").grad, torch.tensor(grad))
+
+
+def test_a_differentiable_repeat_mixes_tuple_outputs_and_keeps_none():
+    from supernet.oneshot import convert
+
+    net, state = convert(_repeat(), "differentiable")
+    with torch.no_grad():
+        state.alpha_of("depth").copy_(torch.tensor(_ALPHA))
+    out, extra = net(_X)
+    depth_outputs = [2 * _X + 1, 4 * _X + 3, 8 * _X + 7]  # after 1, 2 and 3 blocks of 2x + 1
+    torch.testing.assert_close(out, sum(w * y for w, y in zip(_softmax(_ALPHA), depth_outputs)))
+    assert extra is None
+
+
+def test_candidates_returning_none_in_different_places_is_a_clear_error_when_mixed():
+    from supernet.oneshot import convert
+
+    net, _ = convert(_layer_choice(extra_in=1), "differentiable")
+    with pytest.raises(ValueError, match=r"'op'.*candidate '1'.*None.*the same places"):
+        net(_X)
+
+
+@pytest.mark.parametrize("build", [_layer_choice, _repeat], ids=["layer_choice", "repeat"])
+def test_path_sampling_runs_the_chosen_candidate_returning_a_tuple_with_none(build):
+    from supernet.oneshot import convert
+
+    net, state = convert(build(), "path_sampling")
+    label, value, expected = ("op", "1", _X + 1) if build is _layer_choice else ("depth", 2, 4 * _X + 3)
+    state.set_arch({label: value})
+    out, extra = net(_X)
+    torch.testing.assert_close(out, expected)
+    assert extra is None
+
+
+@pytest.mark.parametrize("build", [_layer_choice, _repeat], ids=["layer_choice", "repeat"])
+def test_binary_gates_on_candidates_returning_a_tuple_with_none_give_the_proxyless_gradient(build):
+    """The active path's output, and alpha's gradient sum_j <dL/dy, y_j> p_j (delta_ij - p_i) over the
+    two sampled paths (ProxylessNAS), with L = sum(y)."""
+    from supernet.oneshot import convert
+
+    net, state = convert(build(), "binary_gate")
+    label = "op" if build is _layer_choice else "depth"
+    outputs = {"0": 2 * _X, "1": _X + 1, "2": -_X + 0.5} if label == "op" else \
+        {1: 2 * _X + 1, 2: 4 * _X + 3, 3: 8 * _X + 7}
+    values = list(outputs)
+    with torch.no_grad():
+        state.alpha_of(label).copy_(torch.tensor(_ALPHA))
+    state.arch_gradients = True
+    state.sample_binary_gates(generator=torch.Generator().manual_seed(0))
+    out, extra = net(_X)
+    torch.testing.assert_close(out, outputs[state.arch[label]])
+    assert extra is None
+    out.sum().backward()
+    picked = [values.index(v) for v in state.gate_paths[label]]
+    p = _softmax([_ALPHA[i] for i in picked])
+    dots = [float(outputs[values[i]].sum()) for i in picked]
+    expected = [0.0] * 3
+    for a, i in enumerate(picked):
+        expected[i] = sum(dots[b] * p[b] * ((a == b) - p[a]) for b in range(len(picked)))
+    torch.testing.assert_close(state.alpha_of(label).grad, torch.tensor(expected))

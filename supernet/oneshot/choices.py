@@ -6,6 +6,7 @@ in place, so candidates and weights stay where they were and only ``forward`` ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,18 +46,35 @@ class SwappedMixedOp:
         """Create architecture parameters etc. (nothing for path sampling)."""
 
 
-def weighted_sum(weights: torch.Tensor, compute: Any, count: int, exact: bool) -> Any:
-    """``sum_i weights[i] * compute(i)`` (tensors, or tuples of them, summed element by element);
-    with ``exact`` (pinned) weights, zero terms are skipped."""
-    total = None
+def weighted_sum(weights: torch.Tensor, compute: Any, count: int, exact: bool, what: str = "a mixed op",
+                 names: Sequence[str] | None = None) -> Any:
+    """``sum_i weights[i] * compute(i)`` (tensors, or tuples of them, summed element by element; a None
+    in every term's tuple stays None); with ``exact`` (pinned) weights, zero terms are skipped.
+    ``what`` and ``names`` (of the terms) name them when their tuples hold None in different places."""
+    total, first = None, None
     for i in range(count):
         if exact and float(weights[i]) == 0.0:
             continue
         term = compute(i)
+        if first is None:
+            first = (i, _layout(term))
+        elif _layout(term) != first[1]:
+            name = names or [f"candidate {j}" for j in range(count)]
+            raise ValueError(f"{what}: {name[i]} returns {_layout(term)} but {name[first[0]]} returns {first[1]}; "
+                             "mixing sums the outputs element by element, so every candidate must return None in "
+                             "the same places")
         if not (exact and float(weights[i]) == 1.0):
             term = map_tensors(lambda t, w=weights[i]: t * w, term)
         total = term if total is None else map_tensors(torch.add, total, term)
     return total
+
+
+def _layout(output: Any) -> str:
+    """Where an output holds tensors and Nones: ``(tensor, None)``."""
+    if isinstance(output, (tuple, list)):
+        inner = ", ".join(_layout(o) for o in output)
+        return f"({inner})" if isinstance(output, tuple) else f"[{inner}]"
+    return "None" if output is None else "tensor"
 
 
 def _onehot(options: list[Any], value: Any, like: torch.Tensor) -> torch.Tensor:
@@ -89,7 +107,8 @@ class DifferentiableLayerChoice(SwappedMixedOp, LayerChoice):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         weights, exact = self.mixing_weights()
         candidates = list(self)
-        return weighted_sum(weights, lambda i: candidates[i](*args, **kwargs), len(candidates), exact)
+        return weighted_sum(weights, lambda i: candidates[i](*args, **kwargs), len(candidates), exact,
+                            f"LayerChoice {self.label!r}", [f"candidate {name!r}" for name in self.names])
 
     def export_arch(self) -> dict[str, Any]:
         return {self.label: self.names[int(self._state.alpha_of(self.label).detach().argmax())]}
@@ -177,7 +196,8 @@ class DifferentiableRepeat(SwappedMixedOp, Repeat):
             x = block(x)
             outputs[i + 1] = x
         depths = [self.depth_choice.evaluate_with({self.label: v}) for v in leaf_options]
-        return weighted_sum(weights, lambda i: outputs[depths[i]], len(depths), exact)
+        return weighted_sum(weights, lambda i: outputs[depths[i]], len(depths), exact, f"Repeat {self.label!r}",
+                            [f"depth {d}" for d in depths])
 
     def export_arch(self) -> dict[str, Any]:
         if self.depth_choice is None:

@@ -21,9 +21,15 @@ __all__ = ["ArchState", "map_tensors"]
 
 
 def map_tensors(fn: Any, first: Any, *rest: Any) -> Any:
-    """``fn`` applied to tensors, element by element through tuples and lists (blocks may pass tuples)."""
+    """``fn`` applied to tensors, element by element through tuples and lists (blocks may pass tuples);
+    a None (an output not computed, e.g. attention weights) stays None where every argument has it."""
     if isinstance(first, (tuple, list)):
         return type(first)(map_tensors(fn, *items) for items in zip(first, *rest))
+    if first is None or any(r is None for r in rest):
+        if first is None and all(r is None for r in rest):
+            return None
+        raise ValueError("the outputs to combine hold None in different places; candidates must return None in "
+                         "the same places of their tuples")
     return fn(first, *rest)
 
 
