@@ -1,4 +1,4 @@
-"""LightningDataModules: CIFAR-10, any image folder, and an embedded offline task."""
+"""LightningDataModules: CIFAR-10, any image folder, an embedded offline image task and a generated regression task."""
 
 from typing import Any
 
@@ -6,11 +6,13 @@ from datamodules.base import SearchDataModule
 from datamodules.cifar10 import CIFAR10DataModule
 from datamodules.embedded import EmbeddedDataModule
 from datamodules.imagefolder import ImageFolderDataModule
+from datamodules.regression import RegressionDataModule
 
-DATAMODULES = {"cifar10": CIFAR10DataModule, "embedded": EmbeddedDataModule, "imagefolder": ImageFolderDataModule}
+DATAMODULES = {"cifar10": CIFAR10DataModule, "embedded": EmbeddedDataModule, "imagefolder": ImageFolderDataModule,
+               "regression": RegressionDataModule}
 
-__all__ = ["DATAMODULES", "CIFAR10DataModule", "EmbeddedDataModule", "ImageFolderDataModule", "SearchDataModule",
-           "build_datamodule"]
+__all__ = ["DATAMODULES", "CIFAR10DataModule", "EmbeddedDataModule", "ImageFolderDataModule", "RegressionDataModule",
+           "SearchDataModule", "build_datamodule"]
 
 
 def build_datamodule(name: str, **kwargs: Any) -> SearchDataModule:
