@@ -23,6 +23,7 @@ from supernet.oneshot.nasbench101 import (
     PathSamplingNasBench101Cell,
 )
 from supernet.oneshot.registry import FAMILIES, KEEP, UnsupportedChoice, convert, export_arch, register_mixed_op
+from supernet.oneshot.sampler import RandomMutator, Sampler
 from supernet.oneshot.state import ArchState
 from supernet.primitives.autoactivation import AutoActivation
 from supernet.primitives.cell import Cell
@@ -31,7 +32,8 @@ from supernet.primitives.layer_choice import LayerChoice
 from supernet.primitives.nasbench import NasBench101Cell, NasBench201Cell
 from supernet.primitives.repeat import Repeat
 
-__all__ = ["FAMILIES", "KEEP", "ArchState", "UnsupportedChoice", "convert", "export_arch", "register_mixed_op"]
+__all__ = ["FAMILIES", "KEEP", "ArchState", "RandomMutator", "Sampler", "UnsupportedChoice", "convert", "export_arch",
+           "register_mixed_op"]
 
 # primitive: (path sampling, differentiable, binary gate)
 for _primitive, _ops in {

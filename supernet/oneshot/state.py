@@ -73,6 +73,7 @@ class ArchState(nn.Module):
         self.gumbel = False
         self.gumbel_hard = False
         self.pinned: dict[str, Any] | None = None
+        self.weight_override: dict[str, torch.Tensor] = {}  # label -> weights given from outside (a sampler)
         self._noise: dict[str, torch.Tensor] = {}
         self._value_choices: list[Any] = []
         self.gate_paths: dict[str, list[Any]] = {}
@@ -130,6 +131,9 @@ class ArchState(nn.Module):
         ``gumbel_hard`` they are GDAS's straight-through form (Dong & Yang 2019, §3.2): exactly
         one-hot on the sample's argmax in the forward pass, the soft sample's gradient backward.
         """
+        override = self.weight_override.get(label)
+        if override is not None:  # a sampler's float mask (supernet.oneshot.sampler) replaces the softmax
+            return override
         key = _key(label)
         alpha = self.alpha[key]
         noise = self._noise.get(key)
