@@ -17,9 +17,11 @@ from __future__ import annotations
 import difflib
 import errno
 import json
+import logging
 import os
 import shlex
 import sys
+import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -34,12 +36,26 @@ DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
 def main(cfg: DictConfig) -> None:
     from algorithms.tasks import run
 
+    quiet_vendor_messages()  # here, after Hydra has set up logging for the job
     try:
         summary = run(cfg, HydraConfig.get().runtime.output_dir)
     except Exception as error:  # reported here: past this function, Hydra would log it as a failed job too
         report(error)
         raise
     print(json.dumps(summary, indent=2, default=str))
+
+
+def _no_vendor_tip(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
+
+
+def quiet_vendor_messages() -> None:
+    """Drop two messages a run cannot act on (idempotent): torch's FutureWarning that ``LeafSpec`` is
+    deprecated, raised by Lightning's own CombinedLoader on every fit (only from that module), and Lightning's
+    advertisement for its cloud logger. Lightning's other lines and every other warning are kept."""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"pytorch_lightning\.utilities\._pytree")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_vendor_tip)
 
 
 def first_line(error: BaseException) -> str:

@@ -1,0 +1,112 @@
+"""A normal run prints no deprecation warnings and no vendor tips (issue 18, item 7).
+
+Two messages are dropped because a run cannot act on them: torch's FutureWarning about ``LeafSpec``,
+which Lightning's own CombinedLoader triggers on every fit, and Lightning's advertisement for its cloud
+logger ("💡 Tip: ... litlogger"). Lightning's other lines (the devices, a batch count below the logging
+interval, a dataloader with few workers) say something true about the run and are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from algorithms.cli import quiet_vendor_messages
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--config-dir", str(ROOT / "tests" / "configs"), "space=tiny", "data=random", "trainer=cpu",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "finetune.epochs=1"]
+NOISE = re.compile(r"DeprecationWarning|FutureWarning|is deprecated|💡|Tip:|litlogger")
+
+
+def noise(text: str) -> list[str]:
+    return [line for line in text.splitlines() if NOISE.search(line)]
+
+
+@pytest.fixture(autouse=True)
+def _restore_filters():
+    """quiet_vendor_messages changes process-wide state: undo it after each test."""
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    before = list(log.filters)
+    with warnings.catch_warnings():
+        yield
+    log.filters[:] = before
+
+
+def test_lightnings_leafspec_deprecation_is_silenced_and_other_future_warnings_are_not():
+    from pytorch_lightning.utilities._pytree import _tree_flatten
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _tree_flatten([1, 2])  # what CombinedLoader does with the dataloaders on every fit
+    assert any("LeafSpec" in str(w.message) for w in caught), "torch no longer warns: drop the filter"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_vendor_messages()
+        _tree_flatten([1, 2])
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated (from our own code)", FutureWarning, stacklevel=1)
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
+    # only Lightning's call is silenced: the same text raised elsewhere, and any other warning, still show
+    assert [str(w.message) for w in caught] == ["`isinstance(treespec, LeafSpec)` is deprecated (from our own code)",
+                                                "something else is deprecated"]
+
+
+def test_lightnings_cloud_logger_tip_is_dropped_and_its_device_lines_kept(caplog):
+    import pytorch_lightning as pl
+
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    before = len(log.filters)
+    quiet_vendor_messages()
+    quiet_vendor_messages()  # twice (a multirun calls it per job): one filter
+    assert len(log.filters) == before + 1
+    with caplog.at_level(logging.INFO):
+        pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("GPU available:") for m in messages), messages
+    assert not noise("\n".join(messages)), messages
+
+
+def cli(*args: str, cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # warnings as a user sees them
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                          cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_space_mode_prints_no_warnings(tmp_path):
+    out = cli(*TINY, "mode=space", f"hydra.run.dir={tmp_path / 'space'}", cwd=tmp_path)
+    assert "architectures" in out and not noise(out), noise(out)
+    assert "Warning" not in out
+
+
+@pytest.mark.slow
+def test_search_finetune_and_export_print_no_deprecations_or_tips(tmp_path):
+    run = tmp_path / "search"
+    out = cli(*TINY, "algorithm=darts", "finetune_after=true", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert "GPU available:" in out  # Lightning's honest lines stay
+    assert not noise(out), noise(out)
+    out = cli(*TINY, "mode=finetune", f"arch={run / 'arch.json'}", "inherit_weights=true",
+              f"ckpt={run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'ft'}", cwd=tmp_path)
+    assert '"test_accuracy"' in out and not noise(out), noise(out)
+    out = cli(*TINY, "mode=export", f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
+              f"hydra.run.dir={tmp_path / 'export'}", cwd=tmp_path)
+    assert json.loads((tmp_path / "export" / "arch.json").read_text()) and not noise(out), noise(out)
+
+
+@pytest.mark.slow
+def test_the_quickstart_search_prints_no_deprecations_or_tips(tmp_path):
+    # experiment=quickstart itself (NASNet, embedded data, DARTS, fine-tuning after), with less data
+    out = cli("experiment=quickstart", "data.num_train=64", "data.num_test=64", "trainer.limit_val_batches=1",
+              "finetune.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert '"finetune"' in out and not noise(out), noise(out)
