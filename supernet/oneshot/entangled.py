@@ -8,15 +8,31 @@ exactly what the supernet computed. Units without an entangled form (or with a c
 an argument that changes no weight shape) fall back to ``ComboUnit``: one instance per
 combination of values.
 
-Families mix the same ops: path sampling computes with the current values;
-differentiable search computes every combination and sums the outputs (zero-padded to
-the largest) weighted by the product of the labels' mixing weights.
+Families mix the same ops. Path sampling computes with the current values, and an input
+whose width is not the one those values expect is an error (as in the frozen network).
+Differentiable search computes the mixture over every valid combination ``c`` of the
+unit's labels' values::
+
+    y = sum_c p_c * pad(f_c(x[:, :in_c]))        p_c = prod_label w_label[c_label] (renormalised
+                                                  over the valid combinations)
+
+where ``f_c`` is the frozen unit of ``c`` and ``pad`` zero-pads every output to the largest
+(outputs of narrower widths are zero beyond their width, as FBNetV2's channel masks). Its
+input is the mixture upstream, as wide as the widest in-value; each combination reads its
+leading channels. Units linear in their weight compute it as ONE call with the mixed weight
+``sum_c p_c * pad(W_c)`` (Conv2d over channels, kernel size and depthwise groups; Linear), as
+the reference toolkit's differentiable mixed ops do (nni/nas/oneshot/pytorch/supermodule/
+operation.py, ``MixedConv2d`` with weighted slices); BatchNorm, which normalises each channel
+on its own, is one call with its output masked; LayerNorm is one call per width and
+MultiheadAttention one per combination (not linear in their weights). Binary gates run the
+active values and, for the gate gradient, the other sampled values on the same input,
+zero-padded or cut to the width they take (the one place an input is fitted).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -30,29 +46,27 @@ from supernet.primitives.value_choice import ValueChoiceX, contains_choice, eval
 
 __all__ = ["ComboUnit", "EntangledUnit", "ENTANGLED_UNITS", "family_class"]
 
+# (position of the input tensor, its dimension holding the width, the width under the unit's argument values)
+Width = tuple[int, int, int]
+
 
 def _largest(value: Any) -> Any:
     if isinstance(value, ValueChoiceX):
-        return _elementwise_max(value.all_options())
+        options = value.all_options()
+        if all(isinstance(o, (list, tuple)) for o in options):  # per dimension (kernel sizes, shapes)
+            return type(options[0])(max(sizes) for sizes in zip(*options))
+        return max(options)
     if isinstance(value, (list, tuple)):
         return type(value)(_largest(v) for v in value)
     return value
-
-
-def _elementwise_max(options: list[Any]) -> Any:
-    """The largest option; of tuple options ((kh, kw) kernel sizes) the largest in each place: (5, 5) for
-    (3, 5) and (5, 3), since each option's weight is a slice of the largest one."""
-    if all(isinstance(o, (list, tuple)) for o in options) and len({len(o) for o in options}) == 1:
-        return type(options[0])(_elementwise_max(list(column)) for column in zip(*options))
-    return max(options)
 
 
 def _pair(value: Any) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def _pad_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    if tensor.shape == shape:
+def _pad_to(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    if tuple(tensor.shape) == tuple(shape):
         return tensor
     pad: list[int] = []
     for have, want in zip(reversed(tensor.shape), reversed(shape)):
@@ -60,9 +74,8 @@ def _pad_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return F.pad(tensor, pad)
 
 
-def _slice_dim(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    """``x`` with ``size`` entries along ``dim``: the leading ones, zero-padded if it has fewer
-    (a binary gate may try a wider value than the active path upstream produced)."""
+def _fit(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """``x`` with ``size`` entries along ``dim``: its leading ones, zero-padded if it has fewer."""
     have = x.shape[dim]
     if have == size:
         return x
@@ -73,8 +86,27 @@ def _slice_dim(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(shape)], dim=dim)
 
 
+def _sum_padded(terms: list[torch.Tensor]) -> torch.Tensor:
+    """The sum of ``terms``, each zero-padded to the largest size in every dimension."""
+    shape = [max(sizes) for sizes in zip(*(t.shape for t in terms))]
+    total = _pad_to(terms[0], shape)
+    for term in terms[1:]:
+        total = total + _pad_to(term, shape)
+    return total
+
+
+def _prefix_masks(sizes: Sequence[int], length: int, like: torch.Tensor) -> torch.Tensor:
+    """``[len(sizes), length]``: row ``i`` is 1 on the first ``sizes[i]`` entries, 0 after."""
+    return (torch.arange(length, device=like.device)[None, :] <
+            torch.tensor(list(sizes), device=like.device)[:, None]).to(like.dtype)
+
+
+def _key(values: Mapping[str, Any]) -> str:
+    return repr(sorted(values.items(), key=lambda item: item[0]))
+
+
 class _MixedUnit(BasicUnit):
-    """What entangled and combination units share: their decisions and the two families' forward."""
+    """What entangled and combination units share: their decisions and the three families' forward."""
 
     is_mixed = True
     _state: ArchState
@@ -85,39 +117,145 @@ class _MixedUnit(BasicUnit):
     def decisions(self) -> list[Choice]:
         return BasicUnit.decisions(self)
 
-    def forward_with(self, values: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+    def values(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments under ``arch`` (remembered for the last architecture object seen)."""
+        cached = self.__dict__.get("_values_cache")
+        if cached is not None and cached[0] is arch:
+            return cached[1]
+        entry = self.__dict__.get("_entries_cache", {}).get(id(arch))  # the mixture's combinations
+        if entry is not None and entry[0] is arch:
+            return entry[1]
+        values = evaluate_nested(self.init_arguments, arch)
+        self.__dict__["_values_cache"] = (arch, values)
+        return values
+
+    def forward_with(self, arch: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+    def input_widths(self, values: Mapping[str, Any]) -> list[Width]:
+        """The widths the unit's inputs must have under ``values`` (checked by ``inputs``)."""
+        return []
+
+    def invalid(self, values: Mapping[str, Any]) -> str | None:
+        """Why no frozen unit has ``values`` (e.g. groups not dividing the channels), or None."""
+        return None
+
+    def inputs(self, values: Mapping[str, Any], args: tuple) -> tuple:
+        """``args`` checked against the widths ``values`` expect: a mismatch raises (as the frozen unit
+        would), except inside the engine's own fitting (``_fitting``), which cuts or zero-pads."""
+        widths = self.input_widths(values)
+        if not widths:
+            return args
+        args = list(args)
+        fit = self.__dict__.get("_fit_inputs", False)
+        for position, dim, width in widths:
+            x = args[position]
+            if not isinstance(x, torch.Tensor) or x.shape[dim] == width:
+                continue
+            if not fit:
+                raise ValueError(self._width_message(position, dim, x, width, "in this architecture"))
+            args[position] = _fit(x, dim, width)
+        return tuple(args)
+
+    def _width_message(self, position: int, dim: int, x: torch.Tensor, width: int, where: str) -> str:
+        choices = ", ".join(f"{k}={v!r}" for k, v in self.init_arguments.items() if contains_choice(v))
+        return (f"{self.base_class.__name__}({choices}): input {position} has width {x.shape[dim]} in dimension "
+                f"{dim} (shape {tuple(x.shape)}) but the unit expects {width} {where}; a frozen network fails "
+                "here too, so feed it the width its in-value says")
+
+    def _run_fitted(self, arch: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """``forward_with`` whose inputs are cut or zero-padded to the widths ``arch`` expects (engine-internal:
+        a mixture's narrower combinations, a binary gate's other values)."""
+        self.__dict__["_fit_inputs"] = True
+        try:
+            return self.forward_with(arch, *args, **kwargs)
+        finally:
+            self.__dict__["_fit_inputs"] = False
 
     def add_alphas(self, state: ArchState) -> None:
         if state.family != "path_sampling":
             for leaf in self.leaves():
                 state.add_alpha(leaf.label, len(state.space.choices[leaf.label].options))
 
+    # -- differentiable: the mixture over value combinations --------------------------------------------
+    def _combinations(self) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], torch.Tensor, int]:
+        """The distinct valid argument values ``(arch, values)``; for every combination of leaf values (in
+        ``itertools.product`` order) the index of its entry (-1: invalid); and the number of entries."""
+        cached = self.__dict__.get("_combinations_cache")
+        if cached is None:
+            labels = [leaf.label for leaf in self.leaves()]
+            entries: list[tuple[dict[str, Any], dict[str, Any]]] = []
+            seen: dict[str, int] = {}
+            index = []
+            reasons = []
+            for combination in itertools.product(*(self._state.space.choices[label].options for label in labels)):
+                arch = dict(zip(labels, combination))
+                values = evaluate_nested(self.init_arguments, arch)
+                reason = self.invalid(values)
+                if reason is not None:
+                    index.append(-1)
+                    reasons.append(reason)
+                    continue
+                key = _key(values)
+                if key not in seen:
+                    seen[key] = len(entries)
+                    entries.append((arch, values))
+                index.append(seen[key])
+            if not entries:
+                raise ValueError(f"{self.base_class.__name__}: no combination of {labels} is valid ({reasons[0]})")
+            cached = (entries, torch.tensor(index), len(entries))
+            self.__dict__["_combinations_cache"] = cached
+            self.__dict__["_entries_cache"] = {id(arch): (arch, values) for arch, values in entries}
+        return cached
+
+    def mixture(self) -> list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]]:
+        """``(arch, values, p)`` for every distinct valid value of the unit's arguments: ``p`` sums the
+        product of the labels' mixing weights over the combinations giving those values."""
+        entries, index, count = self._combinations()
+        weights = [self._state.weights(leaf.label) for leaf in self.leaves()]
+        product = weights[0]
+        for w in weights[1:]:
+            product = (product[:, None] * w[None, :]).reshape(-1)
+        valid = index >= 0
+        if not bool(valid.all()):  # renormalise over the valid combinations
+            product = product[valid.to(product.device)]
+            product = product / product.sum()
+        coefficients = product.new_zeros(count).index_add(0, index[valid].to(product.device), product)
+        return [(arch, values, coefficients[i]) for i, (arch, values) in enumerate(entries)]
+
+    def forward_mixed(self, mixture: list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]],
+                      *args: Any, **kwargs: Any) -> Any:
+        """The mixture, one call per entry (exact for any unit); units linear in their weight override this."""
+        outputs = [self._run_fitted(arch, *args, **kwargs) for arch, _, _ in mixture]
+        rest = None
+        if isinstance(outputs[0], tuple):  # e.g. attention's (output, weights): mix the output only
+            rest, outputs = outputs[0][1:], [o[0] for o in outputs]
+        mixed = _sum_padded([p * o for (_, _, p), o in zip(mixture, outputs)])
+        return (mixed, *rest) if rest is not None else mixed
+
+    def _check_mixed_inputs(self, mixture: list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]],
+                            args: tuple) -> None:
+        """A mixture's inputs come as wide as the widest value (narrower mixtures upstream are zero-padded)."""
+        widest: dict[tuple[int, int], int] = {}
+        for _, values, _ in mixture:
+            for position, dim, width in self.input_widths(values):
+                widest[position, dim] = max(width, widest.get((position, dim), 0))
+        for (position, dim), width in widest.items():
+            x = args[position]
+            if isinstance(x, torch.Tensor) and x.shape[dim] != width:
+                raise ValueError(self._width_message(position, dim, x, width, "in the differentiable mixture (the "
+                                                     "widest of its values; narrower outputs are zero-padded to it)"))
+
+    # -- the families' forward ----------------------------------------------------------------------------
     def _forward_path_sampling(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward_with(self._state.arch, *args, **kwargs)
 
     def _forward_differentiable(self, *args: Any, **kwargs: Any) -> Any:
-        state = self._state
-        leaves = self.leaves()
-        options = [state.space.choices[leaf.label].options for leaf in leaves]
-        if state.pinned is not None:
-            return self.forward_with(state.pinned, *args, **kwargs)
-        weights = [state.weights(leaf.label) for leaf in leaves]
-        outputs, coefficients = [], []
-        for combination in itertools.product(*(range(len(o)) for o in options)):
-            values = {leaf.label: options[n][i] for n, (leaf, i) in enumerate(zip(leaves, combination))}
-            coefficient = weights[0][combination[0]]
-            for w, i in zip(weights[1:], combination[1:]):
-                coefficient = coefficient * w[i]
-            outputs.append(self.forward_with(values, *args, **kwargs))
-            coefficients.append(coefficient)
-        first = outputs[0]
-        rest = None
-        if isinstance(first, tuple):  # e.g. attention's (output, weights): mix the output only
-            outputs, rest = [o[0] for o in outputs], first[1:]
-        shape = torch.Size(max(sizes) for sizes in zip(*(o.shape for o in outputs)))
-        mixed = sum(c * _pad_to(o, shape) for c, o in zip(coefficients, outputs))
-        return (mixed, *rest) if rest is not None else mixed
+        if self._state.pinned is not None:
+            return self.forward_with(self._state.pinned, *args, **kwargs)
+        mixture = self.mixture()
+        self._check_mixed_inputs(mixture, args)
+        return self.forward_mixed(mixture, *args, **kwargs)
 
     def _forward_binary_gate(self, *args: Any, **kwargs: Any) -> Any:
         state = self._state
@@ -128,10 +266,10 @@ class _MixedUnit(BasicUnit):
             output, rest = output[0], output[1:]
         shape = output.shape
 
-        def compute(label: str, value: Any) -> Any:
-            other = self.forward_with({**arch, label: value}, *args, **kwargs)
+        def compute(label: str, value: Any) -> Any:  # another sampled value, on the same input (fitted)
+            other = self._run_fitted({**arch, label: value}, *args, **kwargs)
             other = other[0] if isinstance(other, tuple) else other
-            return _pad_to(other, torch.Size(max(a, b) for a, b in zip(other.shape, shape)))[
+            return _pad_to(other, [max(a, b) for a, b in zip(other.shape, shape)])[
                 tuple(slice(0, n) for n in shape)]
 
         output = state.gates([leaf.label for leaf in self.leaves()], output, compute)
@@ -155,6 +293,14 @@ class _MixedUnit(BasicUnit):
         return arch
 
 
+def _all_values(unit: BasicUnit, state: ArchState) -> list[dict[str, Any]]:
+    """The unit's arguments under every combination of its labels' values."""
+    leaves = leaf_choices(unit.init_arguments)
+    options = [state.space.choices[leaf.label].options for leaf in leaves]
+    return [evaluate_nested(unit.init_arguments, {leaf.label: value for leaf, value in zip(leaves, combination)})
+            for combination in itertools.product(*options)]
+
+
 class EntangledUnit(_MixedUnit):
     """Base of weight-entangled units; subclasses give ``sliced_state`` and ``forward_with``."""
 
@@ -167,23 +313,22 @@ class EntangledUnit(_MixedUnit):
         if bad:
             return family_class(ComboUnit, state).from_primitive(unit, state)
         mixed = cls.__new__(cls)
-        largest = {k: _largest(v) for k, v in unit.init_arguments.items()}
-        args, kwargs = unit.call_arguments(largest)
+        args, kwargs = unit.call_arguments(cls.weight_arguments(unit, state))
         cls.base_class.__init__(mixed, *args, **kwargs)
+        mixed.after_init(unit, state)
         object.__setattr__(mixed, "init_arguments", unit.init_arguments)
         object.__setattr__(mixed, "_state", state)
         mixed.train(unit.training)
         mixed.add_alphas(state)
         return mixed
 
-    def values(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        """The arguments under ``arch`` (remembered for the last architecture object seen)."""
-        cached = self.__dict__.get("_values_cache")
-        if cached is not None and cached[0] is arch:
-            return cached[1]
-        values = evaluate_nested(self.init_arguments, arch)
-        self.__dict__["_values_cache"] = (arch, values)
-        return values
+    @classmethod
+    def weight_arguments(cls, unit: BasicUnit, state: ArchState) -> dict[str, Any]:
+        """The arguments building the module that holds the shared weights: each at its largest value."""
+        return {k: _largest(v) for k, v in unit.init_arguments.items()}
+
+    def after_init(self, unit: BasicUnit, state: ArchState) -> None:
+        """Adjust the attributes of the weight-holding module after ``base_class.__init__``."""
 
     def sliced_state(self, values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -196,11 +341,53 @@ class EntangledUnit(_MixedUnit):
         return fixed
 
 
+def _conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int] | None:
+    """Symmetric padding per dimension as numbers ('same' with an odd total is asymmetric: None)."""
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return None if any(t % 2 for t in totals) else (totals[0] // 2, totals[1] // 2)
+    return _pair(padding)
+
+
 class EntangledConv2d(EntangledUnit, nn.Conv2d):
-    """Conv2d with choices of channels, kernel size (centre slice), stride, padding, dilation, groups."""
+    """Conv2d with choices of channels, kernel size (centre slice), stride, padding, dilation, groups.
+
+    The weight is ``[largest out_channels, largest in_channels / groups, largest kernel]``: groups
+    tied to ``in_channels`` (depthwise) keep one input channel per group. A combination whose
+    groups do not divide its channels is no convolution: path sampling refuses it, the
+    differentiable mixture leaves it out.
+    """
 
     base_class = nn.Conv2d
     searchable = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups")
+
+    @classmethod
+    def weight_arguments(cls, unit: BasicUnit, state: ArchState) -> dict[str, Any]:
+        largest = super().weight_arguments(unit, state)
+        per_group = [v["in_channels"] // v.get("groups", 1) for v in _all_values(unit, state)
+                     if cls._invalid(v) is None]
+        # an ungrouped conv of the widest per-group input holds every combination's weight
+        return {**largest, "in_channels": max(per_group) if per_group else largest["in_channels"], "groups": 1}
+
+    def after_init(self, unit: BasicUnit, state: ArchState) -> None:
+        largest = super().weight_arguments(unit, state)
+        self.in_channels, self.groups = largest["in_channels"], largest.get("groups", 1)
+
+    @staticmethod
+    def _invalid(v: Mapping[str, Any]) -> str | None:
+        groups = v.get("groups", 1)
+        if v["in_channels"] % groups or v["out_channels"] % groups:
+            return (f"groups={groups} must divide in_channels={v['in_channels']} and "
+                    f"out_channels={v['out_channels']}")
+        return None
+
+    def invalid(self, values: Mapping[str, Any]) -> str | None:
+        return self._invalid(values)
+
+    def input_widths(self, values: Mapping[str, Any]) -> list[Width]:
+        return [(0, 1, values["in_channels"])]
 
     def sliced_state(self, v: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         groups = v.get("groups", 1)
@@ -213,12 +400,88 @@ class EntangledConv2d(EntangledUnit, nn.Conv2d):
             state["bias"] = self.bias[: v["out_channels"]]
         return state
 
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Any, padding: Any,
+              dilation: Any, groups: int) -> torch.Tensor:
+        if self.padding_mode != "zeros":  # reflect / replicate / circular: pad explicitly, as nn.Conv2d does
+            if isinstance(padding, str):
+                totals = [d * (k - 1) for k, d in zip(weight.shape[2:], _pair(dilation))] if padding == "same" \
+                    else [0, 0]
+                pad = [totals[1] // 2, totals[1] - totals[1] // 2, totals[0] // 2, totals[0] - totals[0] // 2]
+            else:
+                ph, pw = _pair(padding)
+                pad = [pw, pw, ph, ph]
+            x, padding = F.pad(x, pad, mode=self.padding_mode), 0
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
     def forward_with(self, arch: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
         v = self.values(arch)
+        reason = self.invalid(v)
+        if reason is not None:
+            raise ValueError(f"Conv2d: {reason}, so the architecture {dict(arch)} has no such convolution")
+        (x,) = self.inputs(v, (x,))
         s = self.sliced_state(v)
-        x = _slice_dim(x, 1, v["in_channels"])
-        return F.conv2d(x, s["weight"], s.get("bias"), v.get("stride", 1), v.get("padding", 0),
-                        v.get("dilation", 1), v.get("groups", 1))
+        return self._conv(x, s["weight"], s.get("bias"), v.get("stride", 1), v.get("padding", 0),
+                          v.get("dilation", 1), v.get("groups", 1))
+
+    def forward_mixed(self, mixture: list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]],
+                      x: torch.Tensor) -> torch.Tensor:
+        """One convolution per structure (stride, dilation, padding origin, channels per group) with the
+        mixed weight ``sum_c p_c * pad(W_c)``; usually one in all.
+
+        A combination's kernel sits centred in the largest kernel, so with padding grown by the offset
+        (``p + d * (K - k) / 2``, the same for every kernel when ``p`` follows the kernel size) the
+        zero-padded kernel computes exactly what the small one computes. Channel choices mask leading
+        rows and columns (FBNetV2); grouped combinations mix when their channels per group agree (their
+        groups are the leading groups of the widest).
+        """
+        big = self.weight.shape[2:]
+        structures: dict[Any, list[tuple[dict[str, Any], torch.Tensor, tuple[tuple[int, int], ...]]]] = {}
+        for _, v, p in mixture:
+            kernel, dilation = _pair(v["kernel_size"]), _pair(v.get("dilation", 1))
+            numeric = _conv_padding(v.get("padding", 0), kernel, dilation)
+            frame, padding = [], []
+            for d in range(2):
+                top = (big[d] - kernel[d]) // 2
+                if numeric is not None and (big[d] - kernel[d]) % 2 == 0:  # in the full frame, padding grown
+                    frame.append((0, big[d]))
+                    padding.append(numeric[d] + top * dilation[d])
+                else:  # off-centre (odd size difference) or asymmetric 'same': a frame of its own kernel
+                    frame.append((top, top + kernel[d]))
+                    padding.append(numeric[d] if numeric is not None else v["padding"])
+            groups = v.get("groups", 1)
+            layout = ("dense",) if groups == 1 else (v["in_channels"] // groups, v["out_channels"] // groups)
+            key = (_pair(v.get("stride", 1)), dilation, tuple(frame), repr(padding), layout)
+            structures.setdefault(key, []).append((v, p, (tuple(frame), tuple(padding))))
+        outputs = []
+        for (stride, dilation, _, _, layout), members in structures.items():
+            (frame_h, frame_w), padding = members[0][2]
+            padding = padding[0] if isinstance(padding[0], str) else padding
+            if layout == ("dense",):
+                rows = max(v["out_channels"] for v, _, _ in members)
+                cols = max(v["in_channels"] for v, _, _ in members)
+                groups, inputs = 1, cols
+            else:
+                cols, per_out = layout
+                groups = max(v.get("groups", 1) for v, _, _ in members)
+                rows, inputs = groups * per_out, groups * cols
+            outs = sorted({v["out_channels"] for v, _, _ in members})
+            ins = sorted({v["in_channels"] if layout == ("dense",) else cols for v, _, _ in members})
+            kernels = sorted({_pair(v["kernel_size"]) for v, _, _ in members})
+            index = [(outs.index(v["out_channels"]), ins.index(v["in_channels"] if layout == ("dense",) else cols),
+                      kernels.index(_pair(v["kernel_size"]))) for v, _, _ in members]
+            weight = self.weight[:rows, :cols, frame_h[0]:frame_h[1], frame_w[0]:frame_w[1]]
+            table = weight.new_zeros(len(outs), len(ins), len(kernels)).index_put(
+                tuple(torch.tensor(i) for i in zip(*index)), torch.stack([p for _, p, _ in members]).to(weight.dtype),
+                accumulate=True)
+            window = weight.new_zeros(len(kernels), *weight.shape[2:])
+            for i, (kh, kw) in enumerate(kernels):
+                top, left = (big[0] - kh) // 2 - frame_h[0], (big[1] - kw) // 2 - frame_w[0]
+                window[i, top:top + kh, left:left + kw] = 1.0
+            out_masks = _prefix_masks(outs, rows, weight)
+            mask = torch.einsum("abc,ao,bi,chw->oihw", table, out_masks, _prefix_masks(ins, cols, weight), window)
+            bias = None if self.bias is None else self.bias[:rows] * (table.sum((1, 2)) @ out_masks)
+            outputs.append(self._conv(x[:, :inputs], weight * mask, bias, stride, padding, dilation, groups))
+        return _sum_padded(outputs)
 
 
 class EntangledLinear(EntangledUnit, nn.Linear):
@@ -226,6 +489,9 @@ class EntangledLinear(EntangledUnit, nn.Linear):
 
     base_class = nn.Linear
     searchable = ("in_features", "out_features")
+
+    def input_widths(self, values: Mapping[str, Any]) -> list[Width]:
+        return [(0, -1, values["in_features"])]
 
     def sliced_state(self, v: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         state = {"weight": self.weight[: v["out_features"], : v["in_features"]]}
@@ -235,12 +501,31 @@ class EntangledLinear(EntangledUnit, nn.Linear):
 
     def forward_with(self, arch: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
         v = self.values(arch)
+        (x,) = self.inputs(v, (x,))
         s = self.sliced_state(v)
-        return F.linear(_slice_dim(x, -1, v["in_features"]), s["weight"], s.get("bias"))
+        return F.linear(x, s["weight"], s.get("bias"))
+
+    def forward_mixed(self, mixture: list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]],
+                      x: torch.Tensor) -> torch.Tensor:
+        """One call with the mixed weight ``sum_c p_c * pad(W_c)`` (leading rows and columns masked)."""
+        outs = sorted({v["out_features"] for _, v, _ in mixture})
+        ins = sorted({v["in_features"] for _, v, _ in mixture})
+        weight = self.weight[: outs[-1], : ins[-1]]
+        index = [(outs.index(v["out_features"]), ins.index(v["in_features"])) for _, v, _ in mixture]
+        table = weight.new_zeros(len(outs), len(ins)).index_put(
+            tuple(torch.tensor(i) for i in zip(*index)), torch.stack([p for _, _, p in mixture]).to(weight.dtype),
+            accumulate=True)
+        out_masks = _prefix_masks(outs, outs[-1], weight)
+        mask = torch.einsum("ab,ao,bi->oi", table, out_masks, _prefix_masks(ins, ins[-1], weight))
+        bias = None if self.bias is None else self.bias[: outs[-1]] * (table.sum(1) @ out_masks)
+        return F.linear(x, weight * mask, bias)
 
 
 class _EntangledBatchNorm(EntangledUnit):
     searchable = ("num_features", "eps", "momentum")
+
+    def input_widths(self, values: Mapping[str, Any]) -> list[Width]:
+        return [(0, 1, values["num_features"])]
 
     def sliced_state(self, v: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         n = v["num_features"]
@@ -252,30 +537,53 @@ class _EntangledBatchNorm(EntangledUnit):
             state["num_batches_tracked"] = self.num_batches_tracked
         return state
 
-    def forward_with(self, arch: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
-        """Normalise the leading ``num_features`` channels; the running statistics of the widest
-        setting are updated in their leading slice only.
-
-        The momentum is the module's ``momentum`` attribute, as for a plain BatchNorm (so
-        ``momentum = None``, a cumulative average, works here too: SPOS's recalibration), unless
-        the architecture searches it and the attribute is not ``None``.
-        """
-        v = self.values(arch)
-        n = v["num_features"]
+    def _momentum(self, v: Mapping[str, Any]) -> float:
+        """The momentum is the module's ``momentum`` attribute, as for a plain BatchNorm (so ``momentum =
+        None``, a cumulative average, works here too: SPOS's recalibration), unless the architecture
+        searches it and the attribute is not ``None``. Call after counting the batch."""
         momentum = self.momentum
         if momentum is not None and contains_choice(self.init_arguments.get("momentum")):
             momentum = v["momentum"]
-        use_batch_stats = self.training or not self.track_running_stats
+        if momentum is None:
+            return 1.0 / float(self.num_batches_tracked) if self.training and self.track_running_stats else 0.0
+        return momentum
+
+    def _normalise(self, x: torch.Tensor, n: int, v: Mapping[str, Any]) -> torch.Tensor:
+        """The leading ``n`` channels normalised; the running statistics of the widest setting are
+        updated in their leading slice only."""
+        track = self.track_running_stats
+        return F.batch_norm(
+            x[:, :n], self.running_mean[:n] if track else None, self.running_var[:n] if track else None,
+            self.weight[:n] if self.affine else None, self.bias[:n] if self.affine else None,
+            self.training or not track, self._momentum(v), v.get("eps", self.eps))
+
+    def _count_batch(self) -> None:
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
-            if momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked)
-        return F.batch_norm(
-            _slice_dim(x, 1, n),
-            self.running_mean[:n] if self.track_running_stats else None,
-            self.running_var[:n] if self.track_running_stats else None,
-            self.weight[:n] if self.affine else None, self.bias[:n] if self.affine else None,
-            use_batch_stats, momentum if momentum is not None else 0.0, v.get("eps", self.eps))
+
+    def forward_with(self, arch: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+        v = self.values(arch)
+        (x,) = self.inputs(v, (x,))
+        self._count_batch()
+        return self._normalise(x, v["num_features"], v)
+
+    def forward_mixed(self, mixture: list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]],
+                      x: torch.Tensor) -> torch.Tensor:
+        """Exact in one call: BatchNorm normalises each channel on its own, so a narrower setting's output
+        is the widest one's leading channels, and the mixture is the widest output times the mixed channel
+        mask ``sum_c p_c * [channel < n_c]``. One running-statistics update per forward, as one BatchNorm
+        (one call per distinct ``eps``/``momentum`` if those are searched)."""
+        self._count_batch()
+        groups: dict[tuple[Any, Any], list[tuple[dict[str, Any], torch.Tensor]]] = {}
+        for _, v, p in mixture:
+            groups.setdefault((v.get("eps"), v.get("momentum")), []).append((v, p))
+        outputs = []
+        for members in groups.values():
+            sizes = [v["num_features"] for v, _ in members]
+            y = self._normalise(x, max(sizes), members[0][0])
+            mask = torch.stack([p for _, p in members]).to(y.dtype) @ _prefix_masks(sizes, max(sizes), y)
+            outputs.append(y * mask.view(1, -1, *([1] * (y.dim() - 2))))
+        return _sum_padded(outputs)
 
 
 class EntangledBatchNorm1d(_EntangledBatchNorm, nn.BatchNorm1d):
@@ -289,33 +597,34 @@ class EntangledBatchNorm2d(_EntangledBatchNorm, nn.BatchNorm2d):
 
 
 class EntangledLayerNorm(EntangledUnit, nn.LayerNorm):
-    """LayerNorm over the last dimension with a choice of its size."""
+    """LayerNorm with a choice of its normalised shape (leading slice of each normalised dimension)."""
 
     base_class = nn.LayerNorm
     searchable = ("normalized_shape", "eps")
 
-    def _size(self, v: Mapping[str, Any]) -> int:
+    @staticmethod
+    def _shape(v: Mapping[str, Any]) -> tuple[int, ...]:
         shape = v["normalized_shape"]
-        if isinstance(shape, (list, tuple)):
-            if len(shape) != 1:
-                raise ValueError("an entangled LayerNorm normalises one (the last) dimension")
-            shape = shape[0]
-        return int(shape)
+        return tuple(int(s) for s in shape) if isinstance(shape, (list, tuple)) else (int(shape),)
+
+    def input_widths(self, values: Mapping[str, Any]) -> list[Width]:
+        shape = self._shape(values)
+        return [(0, d - len(shape), size) for d, size in enumerate(shape)]
 
     def sliced_state(self, v: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        n = self._size(v)
+        index = tuple(slice(0, n) for n in self._shape(v))
         state = {}
         if self.weight is not None:
-            state["weight"] = self.weight[:n]
+            state["weight"] = self.weight[index]
         if self.bias is not None:
-            state["bias"] = self.bias[:n]
+            state["bias"] = self.bias[index]
         return state
 
     def forward_with(self, arch: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
         v = self.values(arch)
-        n = self._size(v)
+        (x,) = self.inputs(v, (x,))
         s = self.sliced_state(v)
-        return F.layer_norm(_slice_dim(x, -1, n), (n,), s.get("weight"), s.get("bias"), v.get("eps", 1e-5))
+        return F.layer_norm(x, self._shape(v), s.get("weight"), s.get("bias"), v.get("eps", 1e-5))
 
 
 class EntangledMultiheadAttention(EntangledUnit, nn.MultiheadAttention):
@@ -326,14 +635,17 @@ class EntangledMultiheadAttention(EntangledUnit, nn.MultiheadAttention):
     """
 
     base_class = nn.MultiheadAttention
-    searchable = ("embed_dim", "num_heads", "dropout")
+    searchable = ("embed_dim", "num_heads", "dropout", "batch_first", "add_bias_kv")
 
     @classmethod
     def from_primitive(cls, unit: BasicUnit, state: ArchState) -> nn.Module:
         arguments = unit.init_arguments
-        if arguments.get("kdim") is not None or arguments.get("vdim") is not None or arguments.get("bias_k"):
+        if arguments.get("kdim") is not None or arguments.get("vdim") is not None:
             return family_class(ComboUnit, state).from_primitive(unit, state)
         return super().from_primitive(unit, state)
+
+    def input_widths(self, values: Mapping[str, Any]) -> list[Width]:
+        return [(i, -1, values["embed_dim"]) for i in range(3)]
 
     def sliced_state(self, v: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         e, big = v["embed_dim"], self.embed_dim
@@ -343,7 +655,10 @@ class EntangledMultiheadAttention(EntangledUnit, nn.MultiheadAttention):
         if self.in_proj_bias is not None:
             b = self.in_proj_bias
             state["in_proj_bias"] = torch.cat([b[i * big: i * big + e] for i in range(3)])
+        if self.out_proj.bias is not None:
             state["out_proj.bias"] = self.out_proj.bias[:e]
+        if self.bias_k is not None:
+            state["bias_k"], state["bias_v"] = self.bias_k[..., :e], self.bias_v[..., :e]
         return state
 
     def forward_with(self, arch: Mapping[str, Any], query: torch.Tensor, key: torch.Tensor,
@@ -351,12 +666,12 @@ class EntangledMultiheadAttention(EntangledUnit, nn.MultiheadAttention):
         v = self.values(arch)
         e = v["embed_dim"]
         s = self.sliced_state(v)
-        query, key, value = (_slice_dim(t, -1, e) for t in (query, key, value))
+        query, key, value = self.inputs(v, (query, key, value))
         if self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         out, weights = F.multi_head_attention_forward(
-            query, key, value, e, v["num_heads"], s["in_proj_weight"], s.get("in_proj_bias"), None, None,
-            self.add_zero_attn, v.get("dropout", 0.0), s["out_proj.weight"], s.get("out_proj.bias"),
+            query, key, value, e, v["num_heads"], s["in_proj_weight"], s.get("in_proj_bias"), s.get("bias_k"),
+            s.get("bias_v"), self.add_zero_attn, v.get("dropout", 0.0), s["out_proj.weight"], s.get("out_proj.bias"),
             training=self.training, key_padding_mask=kwargs.get("key_padding_mask"),
             need_weights=kwargs.get("need_weights", True), attn_mask=kwargs.get("attn_mask"),
             average_attn_weights=kwargs.get("average_attn_weights", True), is_causal=kwargs.get("is_causal", False))
@@ -365,8 +680,31 @@ class EntangledMultiheadAttention(EntangledUnit, nn.MultiheadAttention):
         return out, weights
 
 
+def _attention_widths(v: Mapping[str, Any]) -> list[Width]:
+    embed = v["embed_dim"]
+    return [(0, -1, embed), (1, -1, v.get("kdim") or embed), (2, -1, v.get("vdim") or embed)]
+
+
+# The input widths of torch units computed per combination: each combination gets the width it takes
+_COMBINATION_WIDTHS: dict[type, Callable[[Mapping[str, Any]], list[Width]]] = {
+    **{cls: (lambda v: [(0, 1, v["in_channels"])]) for cls in (
+        nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)},
+    **{cls: (lambda v: [(0, 1, v["num_features"])]) for cls in (
+        nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)},
+    nn.GroupNorm: lambda v: [(0, 1, v["num_channels"])],
+    nn.Linear: lambda v: [(0, -1, v["in_features"])],
+    nn.MultiheadAttention: _attention_widths,
+}
+
+
 class ComboUnit(_MixedUnit, nn.Module):
-    """Any basic unit: one instance per combination of its choices' values (no weight sharing)."""
+    """Any basic unit: one instance per combination of its choices' values (no weight sharing).
+
+    Torch's layers whose input width is an argument (``_COMBINATION_WIDTHS``: convolutions,
+    norms, Linear, MultiheadAttention's ``embed_dim``/``kdim``/``vdim``) are fed the width each
+    combination takes; any other unit (e.g. your own ``@basic_unit``) gets its input as it comes,
+    so its choices must not change the input it takes.
+    """
 
     @classmethod
     def from_primitive(cls, unit: BasicUnit, state: ArchState) -> nn.Module:
@@ -392,7 +730,14 @@ class ComboUnit(_MixedUnit, nn.Module):
             index = index * len(options) + options.index(arch[leaf.label])
         return index
 
+    def input_widths(self, values: Mapping[str, Any]) -> list[Width]:
+        for cls in self.base_class.__mro__:
+            if cls in _COMBINATION_WIDTHS:
+                return _COMBINATION_WIDTHS[cls](values)
+        return []
+
     def forward_with(self, arch: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+        args = self.inputs(self.values(arch), args)
         return self.combinations[self._index(arch)](*args, **kwargs)
 
     def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
