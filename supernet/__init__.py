@@ -10,8 +10,10 @@
 from supernet.context import fixed_arch
 from supernet.freeze import freeze
 from supernet.mutator import Mutator, Placeholder
+from supernet.oneshot.sampler import RandomMutator, Sampler
 from supernet.primitives.base import Choice
 from supernet.space import SearchSpace, sample, search_space
 
-__all__ = ["Choice", "Mutator", "Placeholder", "SearchSpace", "fixed_arch", "freeze", "sample", "search_space"]
+__all__ = ["Choice", "Mutator", "Placeholder", "RandomMutator", "Sampler", "SearchSpace", "fixed_arch", "freeze",
+           "sample", "search_space"]
 __version__ = "0.1.0"
