@@ -278,11 +278,20 @@ def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     _write_json(out / "arch.json", arch)
     if getattr(algorithm, "topk", None):
         algorithm.save_topk(out / "topk.json")
-    _pictures(out, arch, history, algorithm)
-    summary = {"arch": str(out / "arch.json"), "checkpoint": str(checkpoint),
+    from algorithms.compare import describe, random_baseline, results_file
+
+    pictures = _pictures(out, arch, history, algorithm, trainer)
+    summary = {"arch": str(out / "arch.json"), "found": describe(arch), "checkpoint": str(checkpoint),
+               **({"topk": str(out / "topk.json")} if (out / "topk.json").is_file() else {}),
+               "pictures": [str(p) for p in pictures if p.is_file()],
                **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}}
-    if cfg.get("finetune_after"):
+    if cfg.get("finetune_after") or cfg.get("compare_random"):
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as the random architecture's below
         summary["finetune"] = _finetune_net(cfg, out, supernet.freeze(space, arch), space)
+        if results_file(out) is not None:
+            summary["finetune"]["results"] = str(results_file(out))
+    if cfg.get("compare_random"):  # the found architecture against a random one trained the same way
+        summary["random"], summary["comparison"] = random_baseline(cfg, out, space, summary["finetune"])
     return summary
 
 
@@ -312,24 +321,40 @@ class _SaveOnInterrupt(pl.Callback):
                             f"finished epoch is {self.checkpoint}")
 
 
-def _pictures(out: Path, arch: dict[str, Any], history: Any, algorithm: Any) -> None:
+def _pictures(out: Path, arch: dict[str, Any], history: Any, algorithm: Any, trainer: pl.Trainer) -> list[Path]:
+    """Write the run's pictures, also as images in TensorBoard when the trainer has a TensorBoard logger;
+    returns the files written."""
     from algorithms import plots
+    from algorithms.history import tensorboard_writer
 
+    written = []
     if history.arch_weights:
-        names = {label: [str(v) for v in algorithm.arch.alpha_values(label)] if label in algorithm.arch.space
-                 else [] for label in history.arch_weights[0]}
-        plots.plot_arch_weights(history.arch_weights, names, out / "arch_weights.png")
+        kind = "gate probabilities" if algorithm.family == "binary_gate" else "architecture weights"
+        written.append(plots.plot_arch_weights(history.steps, history.arch_weights, history.names,
+                                               out / "arch_weights.png", title=f"{kind} (softmax of alpha)"))
     if "controller/reward" in history.scalars:
-        plots.plot_curve({k.split("/")[1]: v for k, v in history.scalars.items() if k.startswith("controller/")},
-                         out / "reward.png", "ENAS controller", "epoch")
+        def series(name: str) -> tuple[list[float], list[float]]:
+            rows = history.scalars.get(f"controller/{name}", [])
+            return [r[0] for r in rows], [r[1] for r in rows]
+
+        panels = {"reward and its moving-average baseline": {"reward": series("reward"),
+                                                             "baseline": series("baseline")},
+                  "entropy of the controller's sample (nats)": {"entropy": series("entropy")}}
+        written.append(plots.plot_curves(panels, out / "reward.png", "ENAS controller", "training step (batch)"))
     if getattr(algorithm, "history", None):
-        name = algorithm.task.score_name
-        plots.plot_curve({f"best {name}": [h[f"best_{name}"] for h in algorithm.history],
-                          f"mean top-k {name}": [h[f"mean_{name}"] for h in algorithm.history]},
-                         out / "fitness.png", "SPOS evolution", "generation")
+        name, rows = algorithm.task.score_name, algorithm.history
+        generations = [h["generation"] for h in rows]
+        panel = {"best": (generations, [h[f"best_{name}"] for h in rows]),
+                 f"mean of the top {algorithm.hparams.topk}": (generations, [h[f"mean_{name}"] for h in rows])}
+        written.append(plots.plot_curves({f"{name} of the candidates scored so far": panel}, out / "fitness.png",
+                                         "SPOS evolution", "generation (0: the random initial population)"))
     loose_end = any(getattr(m, "merge_op", None) == "loose_end" for m in algorithm.supernet.modules())
-    if not plots.plot_cells(arch, out / "cell.png", loose_end=loose_end):
-        plots.plot_choices(arch, out / "choices.png")
+    cell = plots.plot_cells(arch, out / "cell.png", loose_end=loose_end)
+    written.append(cell if cell is not None else plots.plot_choices(arch, out / "choices.png"))
+    writer = tensorboard_writer(trainer)
+    if writer is not None:
+        plots.to_tensorboard(writer, written, trainer.global_step)
+    return written
 
 
 def finetune(cfg: DictConfig, out: Path) -> dict[str, Any]:
