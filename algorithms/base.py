@@ -28,6 +28,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 import supernet
+from algorithms import checkpoints
 from algorithms.task import Task, resolve_task
 from supernet.oneshot import convert, export_arch
 
@@ -100,6 +101,8 @@ class OneShotAlgorithm(pl.LightningModule):
         self.save_hyperparameters(ignore=["space"])
         self._check_hyperparameters()
         self.automatic_optimization = False
+        # what checkpoints record to rebuild this module (algorithms.checkpoints); the CLI adds data and task
+        self.checkpoint_config: dict[str, Any] = {"space": checkpoints.space_config(space)}
         self.supernet, self.arch = convert(space, self.family)
         self.generator = torch.Generator().manual_seed(seed)
         self.train_metric = self.task.metric()
@@ -246,6 +249,8 @@ class OneShotAlgorithm(pl.LightningModule):
     RESULT_ATTRIBUTES = ("best_arch", "topk")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        config = {"algorithm": {"_target_": checkpoints.class_path(type(self)), **_plain(dict(self.hparams))}}
+        checkpoint["config"] = {**config, **{k: v for k, v in self.checkpoint_config.items() if v is not None}}
         checkpoint["sampler_generator"] = self.generator.get_state()
         checkpoint["sampled_arch"] = _plain(dict(self.arch.arch))
         checkpoint["torch_rng"] = torch.get_rng_state()  # dropout and the like
@@ -263,6 +268,16 @@ class OneShotAlgorithm(pl.LightningModule):
             self.arch.set_arch(checkpoint["sampled_arch"])
         if "torch_rng" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng"])
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, space: nn.Module | None = None,
+                             strict: bool = True, **hyperparameters: Any) -> OneShotAlgorithm:
+        """The algorithm a checkpoint holds, read as plain data (``weights_only=True``) and rebuilt from the
+        configuration it records: ``DartsModule.load_from_checkpoint(path)``. A space that the checkpoint
+        cannot rebuild (one of your own, unregistered) is given as ``space=``; ``hyperparameters`` replace
+        the saved ones. See ``algorithms.checkpoints``."""
+        return checkpoints.load_module(cls, checkpoint_path, space=space, map_location=map_location, strict=strict,
+                                       **hyperparameters)
 
     def sample_uniform(self) -> dict[str, Any]:
         """A uniformly random architecture drawn from the shared generator (same on every rank)."""

@@ -67,6 +67,11 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+# keys of the command line that were renamed: the old name gets one line naming the new one
+RENAMED = {"ckpt": ("ckpt_path", "one name for the checkpoint to read: export, finetune with inherit_weights=true, "
+                                 "resume")}
+
+
 def config_error(error: Exception) -> str:
     """Hydra's composition errors condensed to one line that lists what is allowed."""
     from hydra.errors import MissingConfigException
@@ -76,6 +81,11 @@ def config_error(error: Exception) -> str:
         return f"unknown {group}={name}; choose one of: {', '.join(error.options)}"
     cause = error.__cause__
     parent = getattr(cause, "parent_node", None)
+    if getattr(cause, "full_key", None) in RENAMED:
+        old, (new, why) = cause.full_key, RENAMED[cause.full_key]
+        # Hydra's message ends "To append to your config use +ckpt=<the value given>"
+        given = next((a.split("=", 1)[1] for a in str(error).split() if a.startswith(f"+{old}=")), "...")
+        return f"{old}= is now {new}= ({why}): {new}={given}"
     if getattr(cause, "full_key", None) and hasattr(parent, "keys"):
         keys = sorted(str(k) for k in parent.keys() if k != "hydra")
         close = difflib.get_close_matches(str(cause.key), keys, n=1)

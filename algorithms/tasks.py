@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import supernet
 
@@ -44,6 +43,8 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Run ``cfg.mode`` in ``out_dir``; returns a summary (also printed by train.py)."""
     if cfg.mode not in MODES:
         raise UserError(f"unknown mode={cfg.mode!r}; modes: {', '.join(MODES)}")
+    if cfg.get("ckpt") is not None:  # +ckpt=... (the old name) would otherwise be ignored
+        raise UserError(f"ckpt= is now ckpt_path= (one name for the checkpoint to read): ckpt_path={cfg.ckpt}")
     out = Path(out_dir)
     if cfg.mode in ("search", "finetune", "export"):
         _check_fresh(out)
@@ -144,30 +145,129 @@ def build_algorithm(cfg: DictConfig, space: torch.nn.Module) -> pl.LightningModu
         raise
 
 
-def load_checkpoint(path: Any, key: str) -> dict[str, Any]:
-    """The Lightning checkpoint at ``path`` (given as ``key=``), read as plain data only.
+def load_checkpoint(path: Any) -> dict[str, Any]:
+    """The Lightning checkpoint at ``ckpt_path``, read as plain data only (``algorithms.checkpoints.read``)."""
+    from algorithms.checkpoints import CheckpointError, read
 
-    ``weights_only=True``: tensors, numbers, strings, lists and dicts; a file that holds any other
-    pickled object (which could run code while it is read) is refused, as are files that are not
-    PyTorch checkpoints at all, or hold no ``state_dict``.
-    """
-    where = f"{key}={str(path)!r}"
-    if path is None or not Path(str(path)).is_file():
-        raise UserError(f"{where}: no such checkpoint file")
     try:
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        detail = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), None)
-        if detail is None:  # not a pickle of anything: a text file, another format
-            raise UserError(f"{where} is not a PyTorch checkpoint (unreadable or truncated)") from None
-        raise UserError(f"{where} is refused: it holds pickled objects that are not plain data and could run "
-                        f"code when read ({detail}); only tensors and plain values are read") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{where} is not a PyTorch checkpoint (unreadable or truncated): {first}") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
-        raise UserError(f"{where} holds no state_dict: it is not a checkpoint written by a search")
-    return checkpoint
+        return read(path, f"ckpt_path={str(path)!r}")
+    except CheckpointError as error:
+        raise UserError(str(error)) from None
+
+
+# what a checkpoint fixes: the command line may repeat it, not change it (the weights are of that space, trained
+# by that algorithm on that task); the data is the checkpoint's unless the command line names other data
+FIXED_BY_CHECKPOINT = ("space", "algorithm", "task")
+
+
+def with_checkpoint_config(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> DictConfig:
+    """``cfg`` with the configuration ``checkpoint`` records (``checkpoint["config"]``, see
+    ``algorithms.checkpoints``) in place of ``space``, ``algorithm``, ``task`` and ``data``.
+
+    A value the command line gives for the space, the algorithm or the task must be the checkpoint's, else
+    one ``UserError`` names both: ``space.width=16`` against a checkpoint of width 8, ``algorithm=enas``
+    against a DARTS checkpoint (a group choice is compared by its class). Data given on the command line is
+    used (a resume or a fine-tuning may read other data). Without Hydra's list of overrides (``run(cfg)``
+    called from Python on a config composed without it) every value of ``cfg`` counts as given.
+    A checkpoint written before checkpoints recorded their configuration leaves ``cfg`` as it is."""
+    from algorithms.checkpoints import CheckpointError, check_targets
+
+    saved = checkpoint.get("config")
+    if not isinstance(saved, Mapping):
+        return cfg
+    where = f"ckpt_path={str(cfg.ckpt_path)!r}"
+    given = _given_keys(cfg)
+    sections = {}
+    for section in (*FIXED_BY_CHECKPOINT, "data"):
+        theirs = saved.get(section)
+        if not isinstance(theirs, Mapping):
+            continue
+        ours = OmegaConf.to_container(cfg[section], resolve=True) if cfg.get(section) is not None else {}
+        keys = given.get(section, []) if given is not None else None  # None: all of them
+        if section == "data" and (keys is None or keys):
+            continue  # the command line's data
+        if section != "data":
+            _refuse_changes(section, ours, theirs, keys, where)
+        try:
+            check_targets(theirs, where, trusted=_targets(ours))
+        except CheckpointError as error:
+            raise UserError(str(error)) from None
+        sections[section] = dict(theirs)
+    merged = cfg.copy()
+    with open_dict(merged):
+        for section, value in sections.items():
+            merged[section] = OmegaConf.create(value)
+    return merged
+
+
+def recorded_config(cfg: DictConfig) -> dict[str, Any]:
+    """What a search checkpoint records of its run's configuration: space, algorithm, task and data, resolved
+    to plain values."""
+    return {section: OmegaConf.to_container(cfg[section], resolve=True)
+            for section in (*FIXED_BY_CHECKPOINT, "data") if cfg.get(section) is not None}
+
+
+def _given_keys(cfg: DictConfig) -> dict[str, list[str]] | None:
+    """The keys the command line sets, by top-level section (``space.width=16`` -> ``{"space": ["width"]}``,
+    a group choice ``space=darts`` -> ``{"space": [""]}``); None when the override list is not known."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if "hydra" in cfg:  # composed with return_hydra_config=True
+        overrides = list(cfg.hydra.overrides.task)
+    elif HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    else:
+        return None
+    keys: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        section, _, key = override.key_or_group.partition(".")
+        keys.setdefault(section, []).append(key)
+    return keys
+
+
+def _refuse_changes(section: str, ours: Mapping[str, Any], theirs: Mapping[str, Any], keys: list[str] | None,
+                    where: str) -> None:
+    mine, saved = _leaves(ours), _leaves(theirs)
+    changed = [key for key in (sorted(set(mine) | set(saved)) if keys is None else [k or "_target_" for k in keys])
+               if mine.get(key, "(unset)") != saved.get(key, "(unset)")
+               and not (key.endswith("_target_") and _same_class(mine.get(key), saved.get(key)))]
+    if changed:
+        def values(config: Mapping[str, Any]) -> str:
+            return ", ".join(f"{section}.{key}={config.get(key, '(unset)')!r}" for key in changed)
+
+        raise UserError(f"{where} was written with {values(saved)}, but the command line gives {values(mine)}: "
+                        "drop it (the checkpoint's configuration is used), or start a new search")
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for the nested dicts of a config (lists are values)."""
+    if not isinstance(tree, Mapping):
+        return {prefix: tree}
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        leaves.update(_leaves(value, f"{prefix}{key}.") if isinstance(value, Mapping) else {f"{prefix}{key}": value})
+    return {k.rstrip("."): v for k, v in leaves.items()}
+
+
+def _same_class(a: Any, b: Any) -> bool:
+    """Two class paths naming one class (``algorithms.DartsModule``, ``algorithms.darts.DartsModule``); only
+    the library's own packages are imported to tell."""
+    from algorithms.checkpoints import CheckpointError, resolve
+
+    try:
+        return resolve(a, "") is resolve(b, "")
+    except CheckpointError:
+        return False
+
+
+def _targets(tree: Any) -> list[str]:
+    """The class paths a (trusted) config names."""
+    if isinstance(tree, Mapping):
+        return [t for k, v in tree.items() for t in ([v] if k == "_target_" else _targets(v))]
+    if isinstance(tree, list):
+        return [t for v in tree for t in _targets(v)]
+    return []
 
 
 def _check_same_hyperparameters(algorithm: pl.LightningModule, checkpoint: dict[str, Any], where: str) -> None:
@@ -248,19 +348,23 @@ def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     epochs = cfg.trainer.get("max_epochs")
     if isinstance(epochs, int) and (epochs == 0 or epochs < -1):
         raise UserError(f"trainer.max_epochs={epochs}: a search needs at least one epoch (-1: until trainer.max_steps)")
+    ckpt_path = cfg.get("ckpt_path")
+    saved = None
+    if ckpt_path is not None:  # a resume: plain data only, read before Lightning does; the file's configuration
+        saved = load_checkpoint(ckpt_path)
+        cfg = with_checkpoint_config(cfg, saved)
     space = build_space(cfg)
     data = build_data(cfg, search=True)
     algorithm = build_algorithm(cfg, space)
+    algorithm.checkpoint_config.update(recorded_config(cfg))
     history = SearchHistory()
     trainer = build_trainer(cfg, out, "search")
     trainer.callbacks.append(history)
     checkpoint = out / "checkpoints" / "last.ckpt"
     interrupt = _SaveOnInterrupt(checkpoint)
     trainer.callbacks.append(interrupt)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None:  # refuse what is not plain data, or not this search's, before Lightning reads it
+    if saved is not None:  # refuse a checkpoint that is not this search's before Lightning reads it
         where = f"ckpt_path={str(ckpt_path)!r}"
-        saved = load_checkpoint(ckpt_path, "ckpt_path")
         _load_state(algorithm, saved, where)
         _check_same_hyperparameters(algorithm, saved, where)
     try:
@@ -358,9 +462,18 @@ def _pictures(out: Path, arch: dict[str, Any], history: Any, algorithm: Any, tra
 
 
 def finetune(cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Train an exported architecture (a file, or a published name with ``arch=<name>``) and test it."""
+    """Train an exported architecture (a file, or a published name with ``arch=<name>``) and test it; with
+    ``inherit_weights=true``, from the supernet weights of the search checkpoint ``ckpt_path``, whose space,
+    algorithm and data configuration are used."""
     import hub
 
+    checkpoint = None
+    if cfg.get("ckpt_path") is not None:
+        if not cfg.get("inherit_weights"):
+            raise UserError("mode=finetune reads ckpt_path only with inherit_weights=true (to start from the "
+                            "search's supernet weights): add inherit_weights=true, or drop ckpt_path")
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+        cfg = with_checkpoint_config(cfg, checkpoint)
     space = build_space(cfg)
     name = str(cfg.arch) if cfg.get("arch") is not None else None
     if name is None:
@@ -373,19 +486,18 @@ def finetune(cfg: DictConfig, out: Path) -> dict[str, Any]:
         arch = load_arch(cfg, space)
         arch_source = str(name)
         if cfg.get("inherit_weights"):
-            net = _inherited(cfg, space, arch)
+            net = _inherited(cfg, space, arch, checkpoint)
         else:
             net = supernet.freeze(space, arch)
     return {"arch": arch_source, **_finetune_net(cfg, out, net, space)}
 
 
-def _inherited(cfg: DictConfig, space: torch.nn.Module, arch: dict[str, Any]) -> torch.nn.Module:
-    ckpt = cfg.get("ckpt")
-    if ckpt is None:
-        raise UserError("inherit_weights=true needs ckpt=<the search's last.ckpt>")
-    checkpoint = load_checkpoint(ckpt, "ckpt")
+def _inherited(cfg: DictConfig, space: torch.nn.Module, arch: dict[str, Any],
+               checkpoint: dict[str, Any] | None) -> torch.nn.Module:
+    if checkpoint is None:
+        raise UserError("inherit_weights=true needs ckpt_path=<the search's last.ckpt>")
     algorithm = build_algorithm(cfg, space)
-    _load_state(algorithm, checkpoint, f"ckpt={str(ckpt)!r}")
+    _load_state(algorithm, checkpoint, f"ckpt_path={str(cfg.ckpt_path)!r}")
     return supernet.freeze(algorithm.supernet, arch, inherit_weights=True)
 
 
@@ -409,14 +521,15 @@ def _finetune_net(cfg: DictConfig, out: Path, net: torch.nn.Module, space: torch
 
 
 def export(cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Rebuild the search's algorithm from ``ckpt`` and write its ``arch.json`` again (no training)."""
-    ckpt = cfg.get("ckpt")
-    if ckpt is None:
-        raise UserError("mode=export needs ckpt=<a search checkpoint>")
-    checkpoint = load_checkpoint(ckpt, "ckpt")
+    """Rebuild the search's algorithm from ``ckpt_path`` (its space and algorithm as the checkpoint records
+    them) and write its ``arch.json`` again (no training)."""
+    if cfg.get("ckpt_path") is None:
+        raise UserError("mode=export needs ckpt_path=<a search checkpoint>")
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    cfg = with_checkpoint_config(cfg, checkpoint)
     space = build_space(cfg)
     algorithm = build_algorithm(cfg, space)
-    _load_state(algorithm, checkpoint, f"ckpt={str(ckpt)!r}")
+    _load_state(algorithm, checkpoint, f"ckpt_path={str(cfg.ckpt_path)!r}")
     algorithm.on_load_checkpoint(checkpoint)
     arch = algorithm.export()
     out.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,9 @@ def test_finetune_export_and_space_modes(searched, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"test_accuracy"' in done.stdout
     done = train(*TINY, "mode=finetune", f"arch={searched / 'arch.json'}", "inherit_weights=true",
-                 f"ckpt={searched / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'inherit'}")
+                 f"ckpt_path={searched / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'inherit'}")
     assert done.returncode == 0, done.stderr[-2000:]
-    done = train(*TINY, "mode=export", f"ckpt={searched / 'checkpoints' / 'last.ckpt'}",
+    done = train(*TINY, "mode=export", f"ckpt_path={searched / 'checkpoints' / 'last.ckpt'}",
                  f"hydra.run.dir={tmp_path / 'export'}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "export" / "arch.json").read_text()) == json.loads(

@@ -97,9 +97,9 @@ def test_search_finetune_and_export_print_no_deprecations_or_tips(tmp_path):
     assert "GPU available:" in out  # Lightning's honest lines stay
     assert not noise(out), noise(out)
     out = cli(*TINY, "mode=finetune", f"arch={run / 'arch.json'}", "inherit_weights=true",
-              f"ckpt={run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'ft'}", cwd=tmp_path)
+              f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'ft'}", cwd=tmp_path)
     assert '"test_accuracy"' in out and not noise(out), noise(out)
-    out = cli(*TINY, "mode=export", f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
+    out = cli(*TINY, "mode=export", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
               f"hydra.run.dir={tmp_path / 'export'}", cwd=tmp_path)
     assert json.loads((tmp_path / "export" / "arch.json").read_text()) and not noise(out), noise(out)
 
