@@ -342,3 +342,19 @@ def test_the_sampler_refuses_a_family_it_does_not_know_and_a_base_class_without_
         Fixed(MixedSpace(), family="gates")
     with pytest.raises(NotImplementedError, match="sample_search"):
         Sampler(MixedSpace()).reset()
+
+
+def test_arch_is_none_while_a_differentiable_model_mixes_by_its_own_weights():
+    sampler = Fixed(MixedSpace(), family="differentiable")
+    assert sampler.arch is None  # converted, not reset: every candidate runs, weighted by alpha
+    sampler.search = sampler.arch_to_masks({"ks": 3, "op": "conv", "pick": [0], "depth": 2})
+    sampler.reset()
+    assert sampler.arch == {"ks": 3, "op": "conv", "pick": [0], "depth": 2}
+
+
+def test_masks_to_arch_refuses_a_bad_mask_naming_the_label():
+    sampler = Fixed(MixedSpace())
+    with pytest.raises(ValueError, match=r"'op'.*0 True.*exactly one"):
+        sampler.masks_to_arch({**GOOD, "op": torch.zeros(3, dtype=torch.bool)})
+    with pytest.raises(ValueError, match=r"'op'.*float mask.*one architecture"):
+        Fixed(MixedSpace(), family="differentiable").masks_to_arch({**GOOD, "op": torch.tensor([0.2, 0.7, 0.1])})

@@ -121,13 +121,7 @@ class Sampler(nn.Module):
 
     def export(self) -> dict[str, Any]:
         """The final architecture, ``{label: value}``, from :meth:`sample_final`'s Bool masks."""
-        masks = self.sample_final()
-        self._check(masks, "sample_final")
-        floats = [label for label, mask in masks.items() if mask.dtype != torch.bool]
-        if floats:
-            raise ValueError(f"sample_final gave {floats[0]!r} a float mask, but export needs one architecture: "
-                             "return Bool masks (e.g. the argmax of the weights as a one-hot BoolTensor)")
-        return self.masks_to_arch(masks)
+        return self.masks_to_arch(self.sample_final())
 
     @property
     def mutables(self) -> list[Choice]:
@@ -136,9 +130,9 @@ class Sampler(nn.Module):
 
     @property
     def arch(self) -> dict[str, Any] | None:
-        """The architecture the model computes now; None while float masks weight the candidates."""
-        if self.state.weight_override:
-            return None
+        """The architecture the model computes now; None while a differentiable model mixes candidates."""
+        if self.state.family == "differentiable":
+            return None if self.state.pinned is None else dict(self.state.pinned)
         return dict(self.state.arch)
 
     # -- masks and architectures ------------------------------------------------------------------------------
@@ -160,6 +154,15 @@ class Sampler(nn.Module):
 
     def masks_to_arch(self, masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         """The architecture of Bool masks (validated: every active decision, the space's constraints)."""
+        self._check(masks)
+        floats = [label for label, mask in masks.items() if mask.dtype != torch.bool]
+        if floats:
+            raise ValueError(f"{floats[0]!r} has a float mask, a weighting rather than one architecture: an "
+                             "architecture (export, masks_to_arch) needs Bool masks, e.g. the argmax of the weights "
+                             "as a one-hot BoolTensor")
+        return self._arch_of(masks)
+
+    def _arch_of(self, masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         arch = {}
         for label, mask in masks.items():
             choice = self.state.space.choices[label]
@@ -169,10 +172,10 @@ class Sampler(nn.Module):
 
     def apply_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
         """Make the model compute ``masks`` (what :meth:`reset` does with :meth:`sample_search`'s masks)."""
-        self._check(masks, "sample_search")
+        self._check(masks)
         state = self.state
         if all(mask.dtype == torch.bool for mask in masks.values()):
-            arch = self.masks_to_arch(masks)
+            arch = self._arch_of(masks)
             state.weight_override = {}
             if state.family == "differentiable":
                 state.pin(arch)
@@ -184,11 +187,12 @@ class Sampler(nn.Module):
         self.masks = dict(masks)
 
     # -- checks --------------------------------------------------------------------------------------------------
-    def _check(self, masks: Any, source: str) -> None:
+    def _check(self, masks: Any) -> None:
         """One clear error for the first bad mask, naming its label and what is allowed."""
         choices = self.state.space.choices
         if not isinstance(masks, Mapping):
-            raise TypeError(f"{source}() must return a dict {{label: mask}}, got {type(masks).__name__}")
+            raise TypeError(f"sample_search() / sample_final() must return a dict {{label: mask}}, got "
+                            f"{type(masks).__name__}")
         for label, mask in masks.items():
             if label not in choices:
                 raise ValueError(f"unknown label {label!r} in the masks; the space's labels are: {list(choices)}")
