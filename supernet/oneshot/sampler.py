@@ -22,9 +22,11 @@ InputChoice, its ``n_candidates`` inputs. Masks map onto the engine's architectu
   "differentiable"``). The output is ``sum_i mask[i] * candidate_i``, with the mask's autograd
   graph kept, so a sampler's own parameters learn through it. The engine mixes this way
   LayerChoice, ValueChoice (entangled units), Repeat and InputChoice with ``n_chosen=1`` and
-  reduction ``sum``; other decisions take Bool masks only (a Cell or NAS-Bench-101 cell mixes
-  its own per-edge weights, other InputChoices softmax x n_chosen or sigmoid gates), and a
-  weighting must give every decision a mask, since every candidate runs.
+  reduction ``sum`` (a unit with several ValueChoices weights each combination by the product
+  of their weights, renormalised over the valid combinations when some are invalid); other
+  decisions take Bool masks only (a Cell or NAS-Bench-101 cell mixes its own per-edge weights,
+  other InputChoices softmax x n_chosen or sigmoid gates), and a weighting must give every
+  decision a mask, since every candidate runs.
 
 Seed 004 names the base class ``Mutator``; here it is :class:`Sampler`, because
 ``supernet.Mutator`` is seed 003's mutator (code that mutates a base model). Code from the
