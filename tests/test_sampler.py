@@ -358,3 +358,24 @@ def test_masks_to_arch_refuses_a_bad_mask_naming_the_label():
         sampler.masks_to_arch({**GOOD, "op": torch.zeros(3, dtype=torch.bool)})
     with pytest.raises(ValueError, match=r"'op'.*float mask.*one architecture"):
         Fixed(MixedSpace(), family="differentiable").masks_to_arch({**GOOD, "op": torch.tensor([0.2, 0.7, 0.1])})
+
+
+def test_float_masks_of_a_unit_with_two_value_choices_weight_each_combination_by_the_product():
+    class TwoChoices(nn.Module):
+        def __init__(self):
+            super().__init__()
+            width, ks = nn.ValueChoice([2, 4], label="width"), nn.ValueChoice([1, 3], label="ks")
+            self.conv = nn.Conv2d(3, width, ks, padding=(ks - 1) // 2)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    weights = {"width": torch.tensor([0.3, 0.7]), "ks": torch.tensor([0.6, 0.4])}
+    sampler = Fixed(TwoChoices(), family="differentiable", search=weights)
+    sampler.reset()
+    by_hand = torch.zeros(2, 4, 6, 6)
+    for i, width in enumerate([2, 4]):
+        for j, ks in enumerate([1, 3]):  # narrower outputs are zero-padded to the widest
+            by_hand[:, :width] += weights["width"][i] * weights["ks"][j] * _frozen_output(
+                sampler, {"width": width, "ks": ks})
+    torch.testing.assert_close(sampler.model(X), by_hand)
