@@ -2,7 +2,7 @@
 
     supernet-train algorithm=darts space=nasnet               # search (default mode)
     supernet-train mode=finetune space=darts arch=darts-v2    # train a published or exported architecture
-    supernet-train mode=export ckpt=outputs/search/<run>/checkpoints/last.ckpt
+    supernet-train mode=export ckpt_path=outputs/search/<run>/checkpoints/last.ckpt
     supernet-train mode=space space=mobilenetv3               # print the space, dump the tuner JSON
     supernet-train -m algorithm=darts,enas,proxyless,spos space=mobilenetv3
 
@@ -33,16 +33,30 @@ DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
 
 
 @hydra.main(version_base="1.3", config_path="pkg://algorithms.configs", config_name="config")
-def main(cfg: DictConfig) -> None:
-    from algorithms.tasks import run
-
+def main(cfg: DictConfig) -> float | None:
+    """One run; returns the value of ``optimized_metric`` (None when it is not set), which a Hydra sweeper
+    such as Optuna optimises."""
     quiet_vendor_messages()  # here, after Hydra has set up logging for the job
     try:
-        summary = run(cfg, HydraConfig.get().runtime.output_dir)
+        return train(cfg, HydraConfig.get().runtime.output_dir)
     except Exception as error:  # reported here: past this function, Hydra would log it as a failed job too
         report(error)
         raise
+
+
+def train(cfg: DictConfig, out: str | os.PathLike) -> float | None:
+    """``algorithms.tasks.run`` in ``out``: prints the summary and returns the run's ``optimized_metric``."""
+    from algorithms.tasks import UserError, run
+
+    summary = run(cfg, out)
     print(json.dumps(summary, indent=2, default=str))
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    if not isinstance(summary.get(name), (int, float)) or isinstance(summary.get(name), bool):
+        metrics = [k for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        raise UserError(f"optimized_metric={name!r} is not a metric of this run; it has: {', '.join(metrics)}")
+    return float(summary[name])
 
 
 def _no_vendor_tip(record: logging.LogRecord) -> bool:

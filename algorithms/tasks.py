@@ -49,8 +49,10 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     if cfg.mode in ("search", "finetune", "export"):
         _check_fresh(out)
     _check_whole_number("seed", cfg.seed)
+    tags = run_tags(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    return {"search": search, "finetune": finetune, "export": export, "space": show_space}[cfg.mode](cfg, out)
+    summary = {"search": search, "finetune": finetune, "export": export, "space": show_space}[cfg.mode](cfg, out)
+    return {**summary, "tags": tags}
 
 
 def _check_whole_number(name: str, value: Any) -> None:
@@ -82,22 +84,65 @@ def build_data(cfg: DictConfig, search: bool) -> pl.LightningDataModule:
 
 
 def build_trainer(cfg: DictConfig, out: Path, stage: str, **overrides: Any) -> pl.Trainer:
+    """The configured trainer with the loggers of ``logger/`` and the callbacks of ``callbacks/`` (and any
+    listed in ``trainer.callbacks``), writing into ``out`` for ``stage`` (search or finetune), which set
+    ``paths.*`` for the configs to use; ``overrides`` replace trainer settings. The run's ``tags`` are
+    logged as a hyperparameter."""
     from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-    loggers = [CSVLogger(out, name="logs", version=stage), TensorBoardLogger(out, name="tensorboard", version=stage)]
-    # the latest epoch as last.ckpt, rewritten every epoch so that a killed run can resume (save_last alone
-    # writes only when another checkpoint was written in the same step, or when training ends)
-    callbacks = [ModelCheckpoint(dirpath=out / ("checkpoints" if stage == "search" else f"{stage}/checkpoints"),
-                                 filename="last", save_top_k=1)]
+    paths = {"output_dir": str(out), "stage": stage, "stage_dir": str(out if stage == "search" else out / stage)}
+    cfg = OmegaConf.merge(cfg, {"paths": paths})
+    loggers = _instantiate_each(cfg, "logger")
+    callbacks = _instantiate_each(cfg, "callbacks")
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.update(overrides)
     for key in TRAINER_COUNTS:
         if trainer_cfg.get(key) is not None:
             name = f"trainer.{key}" if key not in overrides else "finetune.epochs" if key == "max_epochs" else key
             _check_whole_number(name, trainer_cfg[key])
-    return instantiate(trainer_cfg, logger=loggers, callbacks=callbacks + trainer_cfg.pop("callbacks", []),
+    if not any(isinstance(c, ModelCheckpoint) for c in callbacks):  # no checkpoint the config did not ask for
+        trainer_cfg.setdefault("enable_checkpointing", False)
+    for logger in loggers:
+        logger.log_hyperparams({"tags": run_tags(cfg)})
+    return instantiate(trainer_cfg, logger=loggers or False, callbacks=callbacks + trainer_cfg.pop("callbacks", []),
                        default_root_dir=str(out), _convert_="all")
+
+
+def _instantiate_each(cfg: DictConfig, group: str) -> list[Any]:
+    """The objects of a config group of named entries (``logger.csv``, ``callbacks.model_checkpoint``); an
+    entry set to null is left out. A missing optional package (wandb, mlflow, rich) is one ``UserError``."""
+    from hydra.errors import InstantiationException
+
+    built = []
+    for name, node in (cfg.get(group) or {}).items():
+        if node is None:
+            continue
+        try:
+            built.append(instantiate(node, _convert_="all"))
+        except InstantiationException as error:
+            cause = error.__cause__
+            line = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else str(error)
+            if isinstance(cause, ImportError):
+                raise UserError(f"{group}.{name} ({node.get('_target_')}) needs a package that is not installed: "
+                                f"{line}") from None
+            if isinstance(cause, (TypeError, ValueError)):
+                raise UserError(f"{group}.{name}: {line}") from None
+            raise
+    return built
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """``cfg.tags`` as a list of words (one word given alone counts as a list of one)."""
+    tags = cfg.get("tags")
+    if tags is None:
+        tags = []
+    elif isinstance(tags, str):
+        tags = [tags]
+    elif OmegaConf.is_list(tags):
+        tags = OmegaConf.to_container(tags, resolve=True)
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise UserError(f"tags must be a list of words, got {tags!r}")
+    return tags
 
 
 TRAINER_COUNTS = ("max_epochs", "min_epochs", "max_steps", "log_every_n_steps", "num_sanity_val_steps",

@@ -25,7 +25,24 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-__all__ = ["EpochShuffleSampler", "SearchDataModule"]
+__all__ = ["EpochShuffleSampler", "SearchDataModule", "check_count", "take"]
+
+
+def check_count(name: str, value: int | None) -> None:
+    """``value`` is a number of images to use: a positive int, or None for all of them."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} must be a positive int (or null for all the images), got {value!r}")
+
+
+def take(dataset: Dataset, count: int | None, seed: int) -> Dataset:
+    """``count`` items of ``dataset`` chosen by ``seed`` alone, in their order on disk (all of them when
+    ``count`` is None or not smaller): a quick check (``debug=fdr``, ``debug=limit``) need not read a whole
+    data set, and two datasets of one length (augmented and plain views) give the same items."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if count is None or count >= size:
+        return dataset
+    chosen = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:count]
+    return Subset(dataset, sorted(chosen.tolist()))
 
 
 class EpochShuffleSampler(Sampler[int]):

@@ -7,7 +7,7 @@ import os
 import torch
 from torchvision import datasets, transforms
 
-from datamodules.base import SearchDataModule
+from datamodules.base import SearchDataModule, check_count, take
 
 __all__ = ["CIFAR10DataModule", "Cutout"]
 
@@ -38,9 +38,12 @@ class CIFAR10DataModule(SearchDataModule):
 
     def __init__(self, root: str = "data", batch_size: int = 64, num_workers: int = 2, download: bool = True,
                  cutout_length: int = 16, search: bool = False, seed: int = 0,
-                 val_fraction: float = 0.1) -> None:
+                 val_fraction: float = 0.1, num_train: int | None = None, num_test: int | None = None) -> None:
         super().__init__(batch_size, num_workers, search, seed, val_fraction)
+        check_count("num_train", num_train)
+        check_count("num_test", num_test)
         self.root, self.download, self.cutout_length = root, download, cutout_length
+        self.num_train, self.num_test = num_train, num_test  # None: all 50,000 / 10,000; else a seeded subset
 
     def prepare_data(self) -> None:
         if self.download:
@@ -59,6 +62,7 @@ class CIFAR10DataModule(SearchDataModule):
         if self.cutout_length > 0:
             augment.append(Cutout(self.cutout_length))
         plain = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
-        self.train_set = datasets.CIFAR10(self.root, train=True, transform=transforms.Compose(augment))
-        self.train_eval_set = datasets.CIFAR10(self.root, train=True, transform=plain)
-        self.test_set = datasets.CIFAR10(self.root, train=False, transform=plain)
+        train = datasets.CIFAR10(self.root, train=True, transform=transforms.Compose(augment))
+        self.train_set = take(train, self.num_train, self.seed)
+        self.train_eval_set = take(datasets.CIFAR10(self.root, train=True, transform=plain), self.num_train, self.seed)
+        self.test_set = take(datasets.CIFAR10(self.root, train=False, transform=plain), self.num_test, self.seed)

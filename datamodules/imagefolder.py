@@ -8,7 +8,7 @@ import os
 from PIL import Image
 from torchvision import datasets, transforms
 
-from datamodules.base import SearchDataModule
+from datamodules.base import SearchDataModule, check_count, take
 
 __all__ = ["DataError", "ImageFolderDataModule", "load_image"]
 
@@ -37,8 +37,12 @@ class ImageFolderDataModule(SearchDataModule):
 
     def __init__(self, root: str, image_size: int = 224, batch_size: int = 64, num_workers: int = 8,
                  search: bool = False, seed: int = 0,
-                 val_fraction: float = 0.1, num_classes: int | None = None) -> None:
+                 val_fraction: float = 0.1, num_classes: int | None = None, num_train: int | None = None,
+                 num_test: int | None = None) -> None:
         super().__init__(batch_size, num_workers, search, seed, val_fraction)
+        check_count("num_train", num_train)
+        check_count("num_test", num_test)
+        self.num_train, self.num_test = num_train, num_test  # None: every image; else a seeded subset
         self.root, self.image_size = root, image_size
         self.expected_classes = num_classes  # data.num_classes, what the network's head is built for
         self.num_classes = 0
@@ -69,3 +73,6 @@ class ImageFolderDataModule(SearchDataModule):
         if self.test_set.classes != self.train_set.classes:
             raise DataError(f"{os.path.join(self.root, 'val')!r} has {len(self.test_set.classes)} class folders, "
                             f"{train_folder!r} has {self.num_classes}: both need the same class folders")
+        self.train_set = take(self.train_set, self.num_train, self.seed)
+        self.train_eval_set = take(self.train_eval_set, self.num_train, self.seed)
+        self.test_set = take(self.test_set, self.num_test, self.seed)
