@@ -11,6 +11,7 @@ from torch import nn
 
 from algorithms.base import OneShotAlgorithm, check_positive, split_batch
 from algorithms.cost import CostModel
+from supernet.oneshot.binary_gate import frozen_weights
 
 __all__ = ["ProxylessModule"]
 
@@ -110,21 +111,22 @@ class ProxylessModule(OneShotAlgorithm):
         state.arch_gradients = False
         state.sample_binary_gates(paths=1, generator=self.generator)
         self.weight_step(x_train, y_train)
+        for p in self.supernet.parameters():  # the step's gradients are spent: free them before the next one
+            p.grad = None
         if self.current_epoch >= self.hparams.warmup_epochs:
             arch_optimizer = self.optimizers()[1]
             arch_optimizer.zero_grad()
             state.sample_binary_gates(paths=2, generator=self.generator)
             state.arch_gradients = True
-            loss, _ = self.criterion(x_val, y_val)
-            loss = self.resource_loss(loss)
-            self.manual_backward(loss)
+            with frozen_weights(self.supernet):  # the step needs no weight gradient: backward skips them
+                loss, _ = self.criterion(x_val, y_val)
+                loss = self.resource_loss(loss)
+                self.manual_backward(loss)
             state.arch_gradients = False
             before = {label: state.alpha_of(label).detach().clone() for label in state.gate_paths}
             arch_optimizer.step()
             self._rescale_sampled(before)
             self.log("arch/loss", loss.detach())
-        for p in self.supernet.parameters():
-            p.grad = None
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         saved = dict(self.arch.arch)

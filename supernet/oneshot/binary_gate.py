@@ -5,11 +5,14 @@ architecture step, as in the paper). Forward runs only the active path; in archi
 steps (``state.arch_gradients = True``) each other sampled path is evaluated during
 backward, without autograd, to give the binary-gate gradient (see ``ArchState.gates``), so
 memory stays close to one path's. Cells reuse the edge layout of ``cell.py``; basic units the slices
-of ``entangled.py``.
+of ``entangled.py``. An architecture step needs no weight gradient: run it inside
+``frozen_weights(supernet)`` so that backward computes only what reaches the gates.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
@@ -21,7 +24,22 @@ from supernet.primitives.input_choice import InputChoice, reduce_inputs
 from supernet.primitives.layer_choice import LayerChoice
 from supernet.primitives.repeat import Repeat
 
-__all__ = ["BinaryGateCell", "BinaryGateInputChoice", "BinaryGateLayerChoice", "BinaryGateRepeat"]
+__all__ = ["BinaryGateCell", "BinaryGateInputChoice", "BinaryGateLayerChoice", "BinaryGateRepeat", "frozen_weights"]
+
+
+@contextlib.contextmanager
+def frozen_weights(module: nn.Module) -> Iterator[None]:
+    """``module``'s parameters stop requiring gradients inside the block (and are restored after), so
+    a backward computes no weight gradient and stops at the first layer that needs none upstream:
+    a binary-gate architecture step's work is the activations' gradient and the gates' products."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class _Argmax:

@@ -8,15 +8,26 @@ architecture; the differentiable cell mixes every edge with its own weights (lab
 ``{cell}/edge_{i}_{j}``, with an implicit zero operator, as in the paper) and exports
 the paper's rule: the best non-zero operator per edge, the strongest edges per node.
 Loose-end cells concatenate all nodes in the supernet, as one-shot methods do.
+
+The differentiable cell does less than a plain DARTS supernet and computes the same: the
+zero operator is a weight with no output; the candidates of an edge whose first layer is
+a ReLU (DARTS's separable and dilated convolutions) share one ReLU of the edge's input;
+each node's weighted sum over all its edges is one fused op (``_WeightedSum``) that keeps
+each candidate output once, for the weights' gradient. ``set_checkpointing`` recomputes
+each cell's activations in backward instead of keeping them (less memory, more time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from supernet.oneshot.choices import SwappedMixedOp, weighted_sum
 from supernet.oneshot.state import ArchState
@@ -25,7 +36,75 @@ from supernet.primitives.cell import Cell, FixedCell
 from supernet.primitives.input_choice import input_options
 from supernet.primitives.layer_choice import _chosen_name
 
-__all__ = ["DifferentiableCell", "PathSamplingCell"]
+__all__ = ["DifferentiableCell", "PathSamplingCell", "set_checkpointing"]
+
+
+def _after_leading_relu(op: nn.Module) -> list[nn.Module] | None:
+    """The layers that follow the first one when ``op`` is a plain ``nn.Sequential`` (or a chain of
+    them, e.g. DARTS's SepConv and DilConv) starting with an out-of-place ``nn.ReLU`` without hooks;
+    else None. Running them on ``relu(x)`` computes ``op(x)``."""
+    if type(op).forward is not nn.Sequential.forward or len(op) == 0 or _has_hooks(op):
+        return None
+    first, rest = op[0], list(op)[1:]
+    if type(first) is nn.ReLU:
+        return None if first.inplace or _has_hooks(first) else rest
+    inner = _after_leading_relu(first)
+    return None if inner is None else inner + rest
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum_i weights[i] * outputs[i]`` accumulated in one buffer; it keeps each output once (for
+    the weights' gradient ``<grad, outputs[i]>``) and no product or partial sum."""
+
+    @staticmethod
+    def forward(ctx: Any, weights: torch.Tensor, *outputs: torch.Tensor) -> torch.Tensor:
+        total = outputs[0] * weights[0]
+        for weight, output in zip(weights[1:], outputs[1:]):
+            total.addcmul_(output, weight)
+        ctx.save_for_backward(weights, *outputs)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        weights, *outputs = ctx.saved_tensors
+        grad_weights = None
+        if ctx.needs_input_grad[0]:
+            flat = grad.reshape(-1).float()
+            grad_weights = torch.stack([torch.dot(flat, o.reshape(-1).float()) for o in outputs]).to(weights.dtype)
+        grad_outputs = [grad * w if needed else None for w, needed in zip(weights, ctx.needs_input_grad[1:])]
+        return (grad_weights, *grad_outputs)
+
+
+@contextlib.contextmanager
+def _batchnorm_stats_kept(module: nn.Module) -> Iterator[None]:
+    """Restore BatchNorm running statistics afterwards: a checkpoint's recomputation must not count
+    the batch a second time."""
+    buffers = [b for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
+    saved = [b.clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(value)
+
+
+def set_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Make every differentiable cell in ``model`` keep only its inputs and recompute its activations
+    in backward (``torch.utils.checkpoint``; same outputs and gradients, less memory, one more
+    forward per cell). Returns how many cells were set."""
+    cells = [m for m in model.modules() if isinstance(m, DifferentiableCell)]
+    if not cells:
+        raise ValueError("set_checkpointing: the model has no differentiable cell (convert a space with cells "
+                         "to the 'differentiable' family first)")
+    for cell in cells:
+        cell.checkpointing = enabled
+    return len(cells)
 
 
 class _EdgeCell(SwappedMixedOp, Cell):
@@ -137,8 +216,16 @@ class DifferentiableCell(_EdgeCell):
     def _edge_label(self, node: int, j: int) -> str:
         return f"{self.label}/edge_{node}_{j}"
 
+    checkpointing = False
+
     def decided_arch(self) -> dict[str, Any] | None:
         return self._state.pinned
+
+    def forward(self, *inputs: Any) -> Any:
+        if self.checkpointing and torch.is_grad_enabled():
+            return checkpoint(super().forward, *inputs, use_reentrant=False,
+                              context_fn=lambda: (contextlib.nullcontext(), _batchnorm_stats_kept(self)))
+        return super().forward(*inputs)
 
     def edge_weights(self, node: int) -> tuple[list[torch.Tensor], bool]:
         state = self._state
@@ -154,10 +241,34 @@ class DifferentiableCell(_EdgeCell):
     def node_output(self, node: int, states: list[Any]) -> Any:
         weights, exact = self.edge_weights(node)
         edges = self.edges[node - self.num_predecessors]
+        if exact:  # pinned one-hot weights: only the chosen candidates run
+            return self._pinned_node_output(node, states, weights, edges)
+        outputs = []
+        for j in range(node):
+            relu = None
+            for name in self.op_names:
+                op = edges[j][name]
+                rest = _after_leading_relu(op)
+                if rest is None:
+                    outputs.append(op(states[j]))
+                    continue
+                if relu is None:
+                    relu = F.relu(states[j])
+                out = relu
+                for layer in rest:
+                    out = layer(out)
+                outputs.append(out)
+        count = len(self.op_names)  # the zero operator (last weight) has no output
+        mixing = torch.cat([w[:count] for w in weights])
+        if all(isinstance(o, torch.Tensor) and o.shape == outputs[0].shape for o in outputs):
+            return _WeightedSum.apply(mixing, *outputs)
+        return weighted_sum(mixing, outputs.__getitem__, len(outputs), False)  # tuples or broadcasting
+
+    def _pinned_node_output(self, node: int, states: list[Any], weights: list[torch.Tensor], edges: Any) -> Any:
         total = None
         for j in range(node):
             ops = [edges[j][name] for name in self.op_names]
-            out = weighted_sum(weights[j], lambda i, ops=ops, j=j: ops[i](states[j]), len(ops), exact)
+            out = weighted_sum(weights[j], lambda i, ops=ops, j=j: ops[i](states[j]), len(ops), True)
             if out is not None:
                 total = out if total is None else total + out
         if total is None:  # every edge pinned to nothing: cannot happen for a valid arch
