@@ -5,7 +5,16 @@ as in the DARTS code (and the NDS paper's unified form); the spaces differ in th
 operator lists, nodes per cell and output rule. All normal cells share the label
 ``normal`` and all reduction cells ``reduce``, so a cell architecture is e.g.
 ``{"normal/op_2_0": "sep_conv_3x3", "normal/input_2_0": [1], ...}``. ``width`` and
-``num_cells`` may be tuples: then they are searchable (labels ``width`` and ``depth``).
+``num_cells`` may be tuples: then they are searchable (labels ``width`` and ``depth``), num_cells
+from 4 up as in the reference toolkit (whose spaces search (4, 8, 12, 16, 20)).
+
+With few cells a stage may hand on, as the first input of the next reduction cell, the stage's own
+input instead of a cell's output (DARTS's ``reduction_prev``): a searchable num_cells then gives that
+cell one preprocessing per shape (``PreprocessByDepth``), and a frozen architecture is exactly the
+network built with its num_cells. Path sampling searches such depths; the differentiable and
+binary-gate families mix the outputs of every depth, which cannot be summed when their shapes
+differ, so they refuse num_cells that mix values below 6 with others (NNI's NDSStageDifferentiable
+inserts a transform there that the fixed network does not have; we do not).
 
 A space built to be searched is the DARTS search network (Liu et al. 2019, appendix A.1.1;
 quark0/darts cnn/model_search.py): BatchNorm without affine parameters in every candidate and
@@ -16,8 +25,10 @@ BatchNorm, bare pools. ``affine`` chooses either form by hand.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -25,6 +36,9 @@ import torch
 import supernet.nn as nn
 from hub.searched import SearchedModelsMixin, register_searched_model
 from supernet.context import current_fixed_arch
+from supernet.oneshot.registry import KEEP, UnsupportedChoice, register_mixed_op
+from supernet.oneshot.state import ArchState
+from supernet.primitives.base import Choice, Condition, Mutable, lookup_fixed
 
 __all__ = ["AMOEBA_OPS", "DARTS", "DARTS_OPS", "ENAS", "ENAS_OPS", "NASNET_OPS", "NDS", "OPS", "PNAS", "PNAS_OPS",
            "AmoebaNet", "NASNet"]
@@ -144,13 +158,77 @@ DARTS_OPS = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "se
 class CellPreprocessor(nn.Module):
     """Bring the two predecessors to the cell's width (and resolution, after a reduction)."""
 
-    def __init__(self, c_pp: Any, c_p: Any, c: Any, reduction_prev: bool, affine: bool = True) -> None:
+    def __init__(self, c_pp: Any, c_p: Any, c: Any, reduction_prev: bool, affine: bool = True,
+                 pre0: torch.nn.Module | None = None) -> None:
         super().__init__()
-        self.pre0 = FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
+        self.pre0 = pre0 if pre0 is not None else _pre0(c_pp, c, reduction_prev, affine)
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine)
 
     def forward(self, cells: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.pre0(cells[0]), self.pre1(cells[1])]
+
+
+def _pre0(c_pp: Any, c: Any, reduction_prev: bool, affine: bool) -> nn.Module:
+    """The first input's preprocessing: halve its resolution too if a reduction came between (DARTS)."""
+    return FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
+
+
+class PreprocessByDepth(Mutable, torch.nn.Module):
+    """A reduction cell's first-input preprocessing when a searchable num_cells decides what that input is.
+
+    ``variants`` maps what the stage before hands on (``_s0_source``) to its preprocessing, ``sources``
+    the same keys to the num_cells values giving it. Frozen, it is the chosen variant: the network built
+    with that num_cells. Path sampling runs the variant of the current depth; the mixing families refuse
+    it (see the module docstring).
+    """
+
+    def __init__(self, variants: Mapping[str, torch.nn.Module], sources: Mapping[str, list[int]],
+                 depth: nn.ValueChoice) -> None:
+        super().__init__()
+        self.variants = nn.ModuleDict(variants)
+        self.sources = {key: list(values) for key, values in sources.items()}
+        self.depth = depth
+        self.label = depth.label
+
+    def _variant(self, value: int) -> torch.nn.Module:
+        return self.variants[next(key for key, values in self.sources.items() if value in values)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._variant(self.depth())(x)
+
+    def decisions(self) -> list[Choice]:
+        return [Choice(self.label, "value_choice", list(self.depth.candidates), self.depth.prior)]
+
+    def conditional_children(self) -> Iterator[tuple[str, torch.nn.Module, list[Condition]]]:
+        for key, values in self.sources.items():
+            # a partial, not a lambda, so that the space pickles
+            yield f"variants.{key}", self.variants[key], [
+                Condition(self.label, functools.partial(operator.contains, frozenset(values)),
+                          f"{self.label} in {values}")]
+
+    def freeze(self, arch: Mapping[str, Any]) -> torch.nn.Module:
+        return self._variant(lookup_fixed(arch, self.label, self.depth.candidates))
+
+    def extra_repr(self) -> str:
+        return f"sources={self.sources}, label={self.label!r}"
+
+
+class _MixingRefused:
+    """The differentiable and binary-gate entry of ``PreprocessByDepth``: a clear refusal."""
+
+    @classmethod
+    def from_primitive(cls, module: PreprocessByDepth, state: ArchState) -> torch.nn.Module:
+        groups = " vs ".join(str(values) for values in module.sources.values())
+        raise UnsupportedChoice(
+            f"num_cells {groups} hand this reduction cell differently shaped first inputs (a cell's output or "
+            f"the stage's own input), and the {state.family} family sums the outputs of every depth, which "
+            "cannot be summed then; search this num_cells with path_sampling (ENAS, SPOS, random search), or "
+            "with values from 6 up only")
+
+
+register_mixed_op(PreprocessByDepth, "path_sampling", KEEP)
+register_mixed_op(PreprocessByDepth, "differentiable", _MixingRefused)
+register_mixed_op(PreprocessByDepth, "binary_gate", _MixingRefused)
 
 
 class CellPostprocessor(nn.Module):
@@ -180,10 +258,10 @@ class _CandidateOp:
 
 
 def _cell(op_names: list[str], num_nodes: int, merge_op: str, c_pp: Any, c_p: Any, c: Any, reduction: bool,
-          reduction_prev: bool, drop_path: bool, affine: bool) -> nn.Module:
+          reduction_prev: bool, drop_path: bool, affine: bool, pre0: torch.nn.Module | None = None) -> nn.Module:
     ops = OrderedDict((name, _CandidateOp(name, c, reduction, drop_path, affine)) for name in op_names)
     return nn.Cell(ops, num_nodes, num_ops_per_node=2, num_predecessors=2, merge_op=merge_op,
-                   preprocessor=CellPreprocessor(c_pp, c_p, c, reduction_prev, affine),
+                   preprocessor=CellPreprocessor(c_pp, c_p, c, reduction_prev, affine, pre0),
                    postprocessor=CellPostprocessor(), label="reduce" if reduction else "normal")
 
 
@@ -207,6 +285,15 @@ def _stage_depths(num_cells: int) -> tuple[int, int, int]:
     """Normal cells per stage when ``num_cells`` cells (two of them reductions) are stacked as in DARTS."""
     first, second = num_cells // 3, 2 * num_cells // 3
     return first, second - first - 1, num_cells - second - 1
+
+
+def _s0_source(stage: int, cells: int) -> str:
+    """What a stage of ``cells`` normal cells hands on as the next cell's first input: the output of its
+    last-but-one cell ('cell'), or its own first ('input0') or second ('input1') input. After a reduction
+    the second input is a cell's output, shaped as the stage's cells' outputs, so it counts as 'cell'."""
+    if cells >= 2 or cells == 1 and stage > 0:
+        return "cell"
+    return "input1" if cells == 1 else "input0"
 
 
 # -- the network --------------------------------------------------------------------------------------
@@ -247,9 +334,9 @@ class NDS(nn.Module, SearchedModelsMixin):
         if any(not isinstance(d, int) or d < 3 for d in depths):
             raise ValueError(f"num_cells must be an int >= 3 (two are reductions) or a tuple of them, "
                              f"got {num_cells!r}")
-        if len(depths) > 1 and min(depths) < 8:
-            # each stage must keep >= 2 normal cells at every depth, so the cells after it see the same widths
-            raise ValueError(f"a searchable num_cells needs every value >= 8 (two normal cells in every stage), "
+        if len(depths) > 1 and min(depths) < 4:
+            # with 3 cells the last stage has no normal cell, and its pair changes shape with the depth
+            raise ValueError(f"a searchable num_cells needs every value >= 4 (a normal cell in the last stage), "
                              f"got {num_cells!r}")
         self.num_labels = num_labels if num_labels is not None else (10 if dataset == "cifar" else 1000)
         self.dataset, self.auxiliary_loss, self.drop_path_prob = dataset, auxiliary_loss, drop_path_prob
@@ -272,11 +359,20 @@ class NDS(nn.Module, SearchedModelsMixin):
         self.reductions = nn.ModuleList()
         self.auxiliary_head = None
         c_cur = c
+        sources: dict[str, list[int]] = {}  # what the stage before hands on, by num_cells (when it varies)
+        after: list[dict[str, Any]] = []  # the channels that stage hands on after 0, 1, 2, ... cells
         for stage in range(3):
             if stage > 0:
                 c_cur = c_cur * 2
+                pre0 = None
+                if len(sources) > 1:  # one preprocessing per shape of the first input, chosen by the depth
+                    variants = {}
+                    for key, values in sources.items():
+                        handed = after[max(_stage_depths(v)[stage - 1] for v in values)]
+                        variants[key] = _pre0(handed["c_pp"], c_cur, handed["reduction_prev"], affine)
+                    pre0 = PreprocessByDepth(variants, sources, depth)
                 cell = _cell(op_candidates, num_nodes_per_cell, merge_op, c_pp, c_p, c_cur, True, reduction_prev,
-                             True, affine)
+                             True, affine, pre0)
                 self.reductions.append(cell)
                 c_pp, c_p = c_p, len(cell.output_node_indices) * c_cur
                 reduction_prev = True
@@ -288,16 +384,23 @@ class NDS(nn.Module, SearchedModelsMixin):
             else:
                 stage_depth = _stage_depths(stage_depth)[stage]
             channels = {"c_pp": c_pp, "c_p": c_p, "reduction_prev": reduction_prev}
+            after = [dict(channels)]  # what the stage hands on after 0, 1, 2, ... cells
 
-            def block(index: int, stage: int = stage, c_cur: Any = c_cur, channels: dict = channels) -> nn.Module:
+            def block(index: int, stage: int = stage, c_cur: Any = c_cur, channels: dict = channels,
+                      after: list = after) -> nn.Module:
                 cell = _cell(op_candidates, num_nodes_per_cell, merge_op, channels["c_pp"], channels["c_p"], c_cur,
                              False, channels["reduction_prev"], True, affine)
                 out = len(cell.output_node_indices) * c_cur
                 channels.update(c_pp=channels["c_p"], c_p=out, reduction_prev=False)
+                after.append(dict(channels))
                 return cell
 
             self.stages.append(nn.Repeat(block, stage_depth, label=f"stage_{stage}"))
             c_pp, c_p, reduction_prev = channels["c_pp"], channels["c_p"], channels["reduction_prev"]
+            sources = {}
+            if not isinstance(depth, int):
+                for value in depths:
+                    sources.setdefault(_s0_source(stage, _stage_depths(value)[stage]), []).append(value)
         self.classifier = nn.Linear(c_p, self.num_labels)
         self.set_drop_path_prob(drop_path_prob)
 

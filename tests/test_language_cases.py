@@ -376,3 +376,77 @@ def test_binary_gates_on_candidates_returning_a_tuple_with_none_give_the_proxyle
     for a, i in enumerate(picked):
         expected[i] = sum(dots[b] * p[b] * ((a == b) - p[a]) for b in range(len(picked)))
     torch.testing.assert_close(state.alpha_of(label).grad, torch.tensor(expected))
+
+
+# -- item 8: the NDS spaces search num_cells down to 4 ------------------------------------------------
+_NDS = {"nasnet": "NASNet", "enas": "ENAS", "amoebanet": "AmoebaNet", "pnas": "PNAS", "darts": "DARTS"}
+_IMAGES = torch.randn(2, 3, 16, 16)
+_SLOW = pytest.mark.slow
+
+
+def _nds(name: str, num_cells: Any, **kwargs: Any) -> torch.nn.Module:
+    import hub
+
+    return getattr(hub, _NDS[name])(width=4, num_cells=num_cells, **kwargs)
+
+
+def _check_frozen_depths(name: str, num_cells: tuple[int, ...], depths: tuple[int, ...]) -> None:
+    """A frozen architecture is the network built with that fixed num_cells: the same tensors, and the same
+    outputs with the same weights."""
+    space = _nds(name, num_cells)
+    assert supernet.search_space(space)["depth"].options == list(num_cells)
+    for depth in depths:
+        arch = {**supernet.sample(space, seed=depth), "depth": depth}
+        frozen = supernet.freeze(space, json.loads(json.dumps(arch))).eval()
+        fixed = supernet.freeze(_nds(name, depth), {k: v for k, v in arch.items() if k != "depth"}).eval()
+        assert {k: v.shape for k, v in frozen.state_dict().items()} == \
+            {k: v.shape for k, v in fixed.state_dict().items()}
+        assert sum(len(stage) for stage in frozen.stages) == depth - 2  # the normal cells
+        frozen.load_state_dict(fixed.state_dict())
+        torch.testing.assert_close(frozen(_IMAGES), fixed(_IMAGES))
+
+
+@pytest.mark.parametrize("name", [n if n == "darts" else pytest.param(n, marks=_SLOW) for n in _NDS])
+def test_an_nds_space_with_a_searchable_num_cells_from_four_freezes_to_the_fixed_depth_network(name):
+    _check_frozen_depths(name, (4, 5, 8), (4, 5, 8))
+    assert _nds(name, (4, 5, 8))(_IMAGES).shape == (2, 10)  # the space runs as is, at its first depth (4)
+
+
+@_SLOW
+@pytest.mark.parametrize("name", list(_NDS))
+def test_an_nds_space_with_the_reference_toolkits_num_cells_freezes_at_four_and_twenty(name):
+    # NNI's NASNet, ENAS, AmoebaNet, PNAS and DARTS spaces default to num_cells=(4, 8, 12, 16, 20)
+    _check_frozen_depths(name, (4, 8, 12, 16, 20), (4, 20))
+
+
+@pytest.mark.parametrize("name", ["darts", pytest.param("nasnet", marks=_SLOW)])
+def test_a_path_sampling_nds_supernet_with_num_cells_from_four_equals_its_weight_inheriting_freeze(name):
+    import copy
+
+    from supernet.oneshot import convert
+
+    space = _nds(name, (4, 6), affine=False)  # the search network's BatchNorms, frozen as they are
+    net, state = convert(copy.deepcopy(space), "path_sampling")
+    net.eval()
+    for depth in (4, 6):  # 4: both reduction cells get the stage's own input; 6: a cell's output
+        arch = {**supernet.sample(space, seed=depth), "depth": depth}
+        state.set_arch(arch)
+        frozen = supernet.freeze(net, arch, inherit_weights=True).eval()
+        torch.testing.assert_close(net(_IMAGES), frozen(_IMAGES), msg=f"depth {depth}")
+
+
+@pytest.mark.parametrize("family", ["differentiable", "binary_gate"])
+def test_mixing_nds_depths_whose_stages_hand_on_different_shapes_is_refused_at_conversion(family):
+    from supernet.oneshot import convert
+
+    with pytest.raises(TypeError, match=r"reductions\.0\.preprocessor\.pre0: .*num_cells \[4\] vs \[6\].*"
+                                        r"path_sampling"):
+        convert(_nds("darts", (4, 6)), family)
+    net, _ = convert(_nds("darts", (6, 7)), family)  # depths from 6 up hand on the same shapes
+    assert net(_IMAGES).shape == (2, 10)
+
+
+def test_a_searchable_num_cells_below_four_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"num_cells.*>= 4.*got \(3, 8\)"):
+        _nds("darts", (3, 8))
+    assert _nds("darts", 3)(_IMAGES).shape == (2, 10)  # a fixed 3 stays allowed
