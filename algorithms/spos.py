@@ -45,7 +45,8 @@ class SposModule(OneShotAlgorithm):
     ``population * (1 - crossover_fraction)`` (25) children by mutation (each decision redrawn
     with probability 0.1), ``population * crossover_fraction`` (25) by uniform crossover, each
     with at most 10 tries per child wanted, and new random candidates fill up the population.
-    A candidate is never scored twice: children already scored (or over budget) are rejected
+    A network is never scored twice (architectures differing only in inactive decisions, such as
+    layers beyond a Repeat's depth, are one network): children already scored (or over budget) are rejected
     and redrawn, so 50 + 20 * 50 distinct candidates are scored when the space is large
     enough. ``history`` has one row per scored generation (``evaluated``: its size).
     Export: the best; ``topk`` holds (arch, FLOPs, params, accuracy) of the best k (for another
@@ -260,12 +261,13 @@ class SposModule(OneShotAlgorithm):
             return sorted(scored.values(), key=lambda r: -self.task.fitness(r[name]))
 
         def admit(arch: dict[str, Any]) -> bool:
-            """Score ``arch`` if it is new and within the budget (the authors' ``is_legal``)."""
+            """Score ``arch`` if it is new and within the budget (the authors' ``is_legal``). New means a new
+            network: decisions the architecture leaves inactive (layers beyond a Repeat's depth) are not compared."""
             try:
                 arch = space.validate(arch)
             except ValueError:
                 return False
-            key = json.dumps(arch, sort_keys=True, default=str)
+            key = json.dumps({k: v for k, v in arch.items() if space.is_active(k, arch)}, sort_keys=True, default=str)
             if key in scored or not self.within_budget(arch):
                 return False
             flops, params = self.cost(arch)

@@ -23,7 +23,7 @@ import supernet.nn as nn
 from algorithms import DartsModule, EnasModule, ProxylessModule, SposModule
 from algorithms.finetune import FixedNetModule
 from algorithms.task import ClassificationTask, RegressionTask, Task
-from algorithms.tasks import UserError, _check_same_hyperparameters, build_algorithm, build_space, load_checkpoint, run
+from algorithms.tasks import UserError, _check_same_hyperparameters, build_algorithm, build_space, run
 from datamodules import RegressionDataModule
 from datamodules.regression import generate_regression
 from hub.mlp import MLPSpace
@@ -381,7 +381,7 @@ def test_regression_search_through_train_py_config_groups(name, tmp_path):
     assert {"train/mse", "val/mse"} <= set(summary) and "test_mse" in summary["finetune"]
     arch = json.loads((tmp_path / "arch.json").read_text())
     assert supernet.search_space(MLPSpace()).validate(arch) == arch
-    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", "ckpt")  # plain data: weights_only
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)  # plain data only
     assert checkpoint["hyper_parameters"]["task"] == {"name": "regression", "loss": "mse", "metric": "mse",
                                                       "higher_is_better": False}
     if name == "spos":
@@ -392,7 +392,7 @@ def test_regression_search_through_train_py_config_groups(name, tmp_path):
 def test_resuming_with_another_task_is_refused_naming_it(tmp_path):
     spos = ["algorithm=spos", *[f"algorithm.{k}={v}" for k, v in SMALL["spos"].items()]]
     run(_config(*spos), tmp_path)
-    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt", "ckpt")
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     cfg = _config(*spos, "task.loss=l1")
     with pytest.raises(UserError, match=r"^ckpt was written with other algorithm settings: task \{'name': "
                                         r"'regression', 'loss': 'mse', .*\} -> \{'name': 'regression', 'loss': 'l1', "):
@@ -409,3 +409,18 @@ def test_resuming_with_another_task_is_refused_naming_it(tmp_path):
 def test_a_bad_task_config_is_one_user_error(overrides, message, tmp_path):
     with pytest.raises(UserError, match=message):
         run(_config("algorithm=darts", *overrides), tmp_path)
+
+
+def test_spos_scores_each_network_once_whatever_its_inactive_decisions():
+    """In MLPSpace with depth 1-2, ``act1`` is inactive at depth 1: {depth 1, act0 tanh, act1 relu} and
+    {depth 1, act0 tanh, act1 tanh} are one network, to be scored once (2 + 2 x 2 = 6 distinct networks)."""
+    torch.manual_seed(0)
+    space = MLPSpace(in_features=4, widths=(8,), depth=(1, 2), activations=("relu", "tanh"))
+    assert supernet.search_space(space).size == 6
+    module = SposModule(space, task=RegressionTask(), population=6, generations=2, topk=6, bn_calibration_batches=1,
+                        eval_batches=1, max_sampling_tries=50, example_input_shape=(4,))
+    _trainer(max_steps=1).fit(module, train_dataloaders=_search_loader())
+    ss = module.arch.space
+    networks = [json.dumps({k: v for k, v in r["arch"].items() if ss.is_active(k, r["arch"])}, sort_keys=True)
+                for r in module.topk]
+    assert len(networks) == len(set(networks)) == 6
