@@ -346,3 +346,21 @@ def test_a_user_basic_unit_mixes_its_combinations_in_the_differentiable_family()
     x = torch.randn(4, 5)
     _check_equal_with_gradients(net, state, x, lambda: _mixture(
         state, ["h"], lambda v: _combination(net, state, v)(x)))
+
+
+@nn.basic_unit
+class _Projection(torch.nn.Module):
+    """A user's unit whose choice changes the input it takes: the engine cannot know that."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(features, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_a_user_unit_whose_choice_changes_its_input_width_fails_in_a_mixture_with_an_error_saying_so():
+    net, _ = convert(_Projection(nn.ValueChoice([3, 5], label="f")), "differentiable")
+    with pytest.raises(RuntimeError, match="_Projection at .*choices must not change the input it takes"):
+        net(torch.randn(2, 5))

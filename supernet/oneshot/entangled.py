@@ -434,9 +434,29 @@ class EntangledConv2d(EntangledUnit, nn.Conv2d):
         rows and columns (FBNetV2); grouped combinations mix when their channels per group agree (their
         groups are the leading groups of the widest).
         """
+        p = torch.stack([p for _, _, p in mixture])
+        outputs = []
+        for call in self._plan(mixture, self.weight):
+            weight = self.weight[call["weight"]]
+            table = weight.new_zeros(call["table"]).index_put(call["index"], p[call["members"]].to(weight.dtype),
+                                                              accumulate=True)
+            mask = torch.einsum("abc,ao,bi,chw->oihw", table, call["out_masks"], call["in_masks"], call["window"])
+            bias = None if self.bias is None else \
+                self.bias[: weight.shape[0]] * (table.sum((1, 2)) @ call["out_masks"])
+            outputs.append(self._conv(x[:, : call["inputs"]], weight * mask, bias, call["stride"], call["padding"],
+                                      call["dilation"], call["groups"]))
+        return _sum_padded(outputs)
+
+    def _plan(self, mixture: list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]],
+              like: torch.Tensor) -> list[dict[str, Any]]:
+        """The calls of ``forward_mixed`` and their constant masks (made once per dtype and device)."""
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        if (like.dtype, like.device) in cache:
+            return cache[like.dtype, like.device]
         big = self.weight.shape[2:]
-        structures: dict[Any, list[tuple[dict[str, Any], torch.Tensor, tuple[tuple[int, int], ...]]]] = {}
-        for _, v, p in mixture:
+        structures: dict[Any, list[int]] = {}
+        settings = {}
+        for member, (_, v, _) in enumerate(mixture):
             kernel, dilation = _pair(v["kernel_size"]), _pair(v.get("dilation", 1))
             numeric = _conv_padding(v.get("padding", 0), kernel, dilation)
             frame, padding = [], []
@@ -449,39 +469,38 @@ class EntangledConv2d(EntangledUnit, nn.Conv2d):
                     frame.append((top, top + kernel[d]))
                     padding.append(numeric[d] if numeric is not None else v["padding"])
             groups = v.get("groups", 1)
-            layout = ("dense",) if groups == 1 else (v["in_channels"] // groups, v["out_channels"] // groups)
+            layout = None if groups == 1 else (v["in_channels"] // groups, v["out_channels"] // groups)
             key = (_pair(v.get("stride", 1)), dilation, tuple(frame), repr(padding), layout)
-            structures.setdefault(key, []).append((v, p, (tuple(frame), tuple(padding))))
-        outputs = []
-        for (stride, dilation, _, _, layout), members in structures.items():
-            (frame_h, frame_w), padding = members[0][2]
-            padding = padding[0] if isinstance(padding[0], str) else padding
-            if layout == ("dense",):
-                rows = max(v["out_channels"] for v, _, _ in members)
-                cols = max(v["in_channels"] for v, _, _ in members)
-                groups, inputs = 1, cols
-            else:
+            structures.setdefault(key, []).append(member)
+            settings[key] = (tuple(frame), padding[0] if isinstance(padding[0], str) else tuple(padding))
+        calls = []
+        for key, members in structures.items():
+            stride, dilation, _, _, layout = key
+            (frame_h, frame_w), padding = settings[key]
+            values = [mixture[m][1] for m in members]
+            if layout is None:  # dense: channel choices mask leading rows and columns
+                rows, cols = max(v["out_channels"] for v in values), max(v["in_channels"] for v in values)
+                groups, inputs, ins = 1, cols, [v["in_channels"] for v in values]
+            else:  # grouped alike: the leading groups of the widest
                 cols, per_out = layout
-                groups = max(v.get("groups", 1) for v, _, _ in members)
-                rows, inputs = groups * per_out, groups * cols
-            outs = sorted({v["out_channels"] for v, _, _ in members})
-            ins = sorted({v["in_channels"] if layout == ("dense",) else cols for v, _, _ in members})
-            kernels = sorted({_pair(v["kernel_size"]) for v, _, _ in members})
-            index = [(outs.index(v["out_channels"]), ins.index(v["in_channels"] if layout == ("dense",) else cols),
-                      kernels.index(_pair(v["kernel_size"]))) for v, _, _ in members]
-            weight = self.weight[:rows, :cols, frame_h[0]:frame_h[1], frame_w[0]:frame_w[1]]
-            table = weight.new_zeros(len(outs), len(ins), len(kernels)).index_put(
-                tuple(torch.tensor(i) for i in zip(*index)), torch.stack([p for _, p, _ in members]).to(weight.dtype),
-                accumulate=True)
-            window = weight.new_zeros(len(kernels), *weight.shape[2:])
-            for i, (kh, kw) in enumerate(kernels):
+                groups = max(v["groups"] for v in values)
+                rows, inputs, ins = groups * per_out, groups * cols, [cols] * len(values)
+            outs, kernels = [v["out_channels"] for v in values], [_pair(v["kernel_size"]) for v in values]
+            distinct = [sorted(set(o)) for o in (outs, ins, kernels)]
+            window = like.new_zeros(len(distinct[2]), frame_h[1] - frame_h[0], frame_w[1] - frame_w[0])
+            for i, (kh, kw) in enumerate(distinct[2]):
                 top, left = (big[0] - kh) // 2 - frame_h[0], (big[1] - kw) // 2 - frame_w[0]
                 window[i, top:top + kh, left:left + kw] = 1.0
-            out_masks = _prefix_masks(outs, rows, weight)
-            mask = torch.einsum("abc,ao,bi,chw->oihw", table, out_masks, _prefix_masks(ins, cols, weight), window)
-            bias = None if self.bias is None else self.bias[:rows] * (table.sum((1, 2)) @ out_masks)
-            outputs.append(self._conv(x[:, :inputs], weight * mask, bias, stride, padding, dilation, groups))
-        return _sum_padded(outputs)
+            calls.append({
+                "weight": (slice(0, rows), slice(0, cols), slice(*frame_h), slice(*frame_w)),
+                "table": tuple(len(d) for d in distinct), "members": torch.tensor(members, device=like.device),
+                "index": tuple(torch.tensor([d.index(x) for x in column], device=like.device)
+                               for d, column in zip(distinct, (outs, ins, kernels))),
+                "out_masks": _prefix_masks(distinct[0], rows, like), "in_masks": _prefix_masks(distinct[1], cols, like),
+                "window": window, "inputs": inputs, "stride": stride, "padding": padding, "dilation": dilation,
+                "groups": groups})
+        cache[like.dtype, like.device] = calls
+        return calls
 
 
 class EntangledLinear(EntangledUnit, nn.Linear):
@@ -737,8 +756,19 @@ class ComboUnit(_MixedUnit, nn.Module):
         return []
 
     def forward_with(self, arch: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
-        args = self.inputs(self.values(arch), args)
-        return self.combinations[self._index(arch)](*args, **kwargs)
+        values = self.values(arch)
+        args = self.inputs(values, args)
+        if not self.__dict__.get("_fit_inputs") or self.input_widths(values):
+            return self.combinations[self._index(arch)](*args, **kwargs)
+        try:  # a mixture or a binary gate runs a unit whose input width the engine does not know
+            return self.combinations[self._index(arch)](*args, **kwargs)
+        except RuntimeError as error:
+            shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+            raise RuntimeError(
+                f"{self.base_class.__name__} at {dict(arch)} failed on inputs of shape {shapes}: in the differentiable "
+                "and binary-gate families every value combination of a basic unit without an entangled form runs on "
+                "the same input, so its choices must not change the input it takes; give it a mixed op "
+                "(supernet.oneshot.register_mixed_op) or search it with path sampling") from error
 
     def freeze(self, arch: Mapping[str, Any]) -> nn.Module:
         return self.combinations[self._index(arch)]
