@@ -424,3 +424,15 @@ def test_spos_scores_each_network_once_whatever_its_inactive_decisions():
     networks = [json.dumps({k: v for k, v in r["arch"].items() if ss.is_active(k, r["arch"])}, sort_keys=True)
                 for r in module.topk]
     assert len(networks) == len(set(networks)) == 6
+
+
+@pytest.mark.slow
+def test_the_readmes_example_runs_and_ranks_lowest_mae_first():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```python", text.index("## Search on your own task")) + len("```python")
+    code = text[start:text.index("```", start)]
+    namespace: dict = {}
+    exec(compile(code.replace("pl.Trainer(", "pl.Trainer(logger=False, enable_progress_bar=False, "), "README", "exec"),
+         namespace)
+    maes = [row["mae"] for row in namespace["module"].topk]
+    assert maes == sorted(maes) and namespace["module"].export() == namespace["module"].topk[0]["arch"]
