@@ -6,7 +6,8 @@ operator lists, nodes per cell and output rule. All normal cells share the label
 ``normal`` and all reduction cells ``reduce``, so a cell architecture is e.g.
 ``{"normal/op_2_0": "sep_conv_3x3", "normal/input_2_0": [1], ...}``. ``width`` and
 ``num_cells`` may be tuples: then they are searchable (labels ``width`` and ``depth``), num_cells
-from 4 up as in the reference toolkit (whose spaces search (4, 8, 12, 16, 20)).
+from 4 up as in the reference toolkit (whose spaces search (4, 8, 12, 16, 20)); num_cells may also be a
+ValueChoice (its label is the decision's).
 
 With few cells a stage may hand on, as the first input of the next reduction cell, the stage's own
 input instead of a cell's output (DARTS's ``reduction_prev``): a searchable num_cells then gives that
@@ -39,6 +40,7 @@ from supernet.context import current_fixed_arch
 from supernet.oneshot.registry import KEEP, UnsupportedChoice, register_mixed_op
 from supernet.oneshot.state import ArchState
 from supernet.primitives.base import Choice, Condition, Mutable, lookup_fixed
+from supernet.primitives.value_choice import ValueChoiceX
 
 __all__ = ["AMOEBA_OPS", "DARTS", "DARTS_OPS", "ENAS", "ENAS_OPS", "NASNET_OPS", "NDS", "OPS", "PNAS", "PNAS_OPS",
            "AmoebaNet", "NASNet"]
@@ -316,7 +318,7 @@ class NDS(nn.Module, SearchedModelsMixin):
     """
 
     def __init__(self, op_candidates: list[str], merge_op: str = "all", num_nodes_per_cell: int = 4,
-                 width: int | tuple[int, ...] = 16, num_cells: int | tuple[int, ...] = 20,
+                 width: int | tuple[int, ...] = 16, num_cells: int | tuple[int, ...] | nn.ValueChoice = 20,
                  dataset: str = "imagenet", auxiliary_loss: bool = False, drop_path_prob: float = 0.0,
                  num_labels: int | None = None, affine: bool | None = None) -> None:
         super().__init__()
@@ -327,13 +329,23 @@ class NDS(nn.Module, SearchedModelsMixin):
             raise ValueError(f"unknown op {unknown[0]!r} in op_candidates; allowed: {sorted(OPS)}")
         if dataset not in ("cifar", "imagenet"):
             raise ValueError(f"dataset must be 'cifar' or 'imagenet', got {dataset!r}")
+        depth_choice = None
+        if isinstance(num_cells, ValueChoiceX):  # the reference toolkit takes a ValueChoice too
+            if not isinstance(num_cells, nn.ValueChoice):
+                raise TypeError(f"num_cells must be an int, a list of ints or a ValueChoice of them, got the "
+                                f"expression {num_cells!r}")
+            fixed = current_fixed_arch()
+            if fixed is not None:  # rebuilt by freeze: the recorded choice takes the architecture's value
+                num_cells = lookup_fixed(fixed, num_cells.label, num_cells.candidates)
+            else:
+                depth_choice, num_cells = num_cells, tuple(num_cells.candidates)
         widths = list(width) if isinstance(width, (list, tuple)) else [width]
         depths = list(num_cells) if isinstance(num_cells, (list, tuple)) else [num_cells]
         if any(not isinstance(w, int) or w <= 0 for w in widths):
             raise ValueError(f"width must be a positive int or a tuple of them, got {width!r}")
         if any(not isinstance(d, int) or d < 3 for d in depths):
-            raise ValueError(f"num_cells must be an int >= 3 (two are reductions) or a tuple of them, "
-                             f"got {num_cells!r}")
+            raise ValueError(f"num_cells must be an int >= 3 (two are reductions), a tuple or a ValueChoice of "
+                             f"them, got {num_cells!r}")
         if len(depths) > 1 and min(depths) < 4:
             # with 3 cells the last stage has no normal cell, and its pair changes shape with the depth
             raise ValueError(f"a searchable num_cells needs every value >= 4 (a normal cell in the last stage), "
@@ -341,7 +353,9 @@ class NDS(nn.Module, SearchedModelsMixin):
         self.num_labels = num_labels if num_labels is not None else (10 if dataset == "cifar" else 1000)
         self.dataset, self.auxiliary_loss, self.drop_path_prob = dataset, auxiliary_loss, drop_path_prob
         c = nn.ValueChoice(widths, label="width") if len(widths) > 1 else widths[0]
-        depth = nn.ValueChoice(depths, label="depth") if len(depths) > 1 else depths[0]
+        depth: Any = nn.ValueChoice(depths, label="depth") if len(depths) > 1 else depths[0]
+        if depth_choice is not None:
+            depth = depth_choice
 
         if dataset == "cifar":
             self.stem = nn.Sequential(nn.Conv2d(3, 3 * c, 3, padding=1, bias=False), nn.BatchNorm2d(3 * c))
@@ -440,7 +454,7 @@ class _NamedSpace(NDS):
     MERGE_OP: str
     NODES: int
 
-    def __init__(self, width: int | tuple[int, ...] = 16, num_cells: int | tuple[int, ...] = 20,
+    def __init__(self, width: int | tuple[int, ...] = 16, num_cells: int | tuple[int, ...] | nn.ValueChoice = 20,
                  dataset: str = "cifar", auxiliary_loss: bool = False, drop_path_prob: float = 0.0,
                  num_labels: int | None = None, affine: bool | None = None) -> None:
         super().__init__(self.OPS, self.MERGE_OP, self.NODES, width, num_cells, dataset, auxiliary_loss,

@@ -450,3 +450,19 @@ def test_a_searchable_num_cells_below_four_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"num_cells.*>= 4.*got \(3, 8\)"):
         _nds("darts", (3, 8))
     assert _nds("darts", 3)(_IMAGES).shape == (2, 10)  # a fixed 3 stays allowed
+
+
+def test_an_nds_space_takes_num_cells_as_a_value_choice():
+    from supernet.oneshot import convert
+
+    space = _nds("darts", nn.ValueChoice([4, 6], label="cells"))
+    ss = supernet.search_space(space)
+    assert ss["cells"].options == [4, 6] and "depth" not in ss
+    for cells in (4, 6):
+        arch = {**supernet.sample(space, seed=0), "cells": cells}
+        assert sum(len(stage) for stage in supernet.freeze(space, arch).stages) == cells - 2
+    net, state = convert(space, "path_sampling")
+    state.set_arch({**arch, "cells": 4})
+    assert net(_IMAGES).shape == (2, 10)
+    with pytest.raises(TypeError, match=r"num_cells must be an int, a list of ints or a ValueChoice.*cells \* 2"):
+        _nds("darts", nn.ValueChoice([4, 6], label="cells") * 2)
