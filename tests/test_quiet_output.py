@@ -110,3 +110,79 @@ def test_the_quickstart_search_prints_no_deprecations_or_tips(tmp_path):
     out = cli("experiment=quickstart", "data.num_train=64", "data.num_test=64", "trainer.limit_val_batches=1",
               "finetune.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert '"finetune"' in out and not noise(out), noise(out)
+
+
+# -- a space's repr is readable: decisions named, candidates' layers not dumped ---------------------------
+HUB_SPACES = ["MobileNetV3Space", "ShuffleNetSpace", "AutoformerSpace", "ProxylessNAS", "NASNet", "DARTS", "ENAS",
+              "AmoebaNet", "PNAS", "NasBench201", "NasBench101"]
+
+
+SLOW = pytest.mark.slow  # over 4 s each on 2 cores (building the space, or converting it)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=SLOW) if n in ("NASNet", "AmoebaNet", "PNAS") else n
+                                  for n in HUB_SPACES])
+def test_a_hub_space_prints_in_under_200_lines_naming_every_decision(name):
+    # before: MobileNetV3Space 502 lines, ShuffleNetSpace 1288, ProxylessNAS 2390, NASNet 11978, DARTS 5592,
+    # AmoebaNet/PNAS 8468, NasBench201 1650 (their converted supernets: up to 6985)
+    import hub
+    import supernet
+    from supernet.primitives.layer_choice import LayerChoice
+
+    space = getattr(hub, name)()
+    text = repr(space)
+    assert len(text.splitlines()) < 200
+    for label in supernet.search_space(space):
+        assert label in text, label
+    for choice in space.modules():  # every LayerChoice's candidates are named (in the line or the cell's)
+        if isinstance(choice, LayerChoice):
+            assert all(repr(n) in text for n in choice.names), choice.label
+
+
+@pytest.mark.parametrize("family", ["path_sampling", "differentiable", "binary_gate"])
+@pytest.mark.parametrize("name", ["ShuffleNetSpace", "NasBench201", "NasBench101",
+                                  *(pytest.param(n, marks=SLOW) for n in ("MobileNetV3Space", "ProxylessNAS", "DARTS",
+                                                                         "AutoformerSpace"))])
+def test_a_converted_supernet_prints_in_under_200_lines_naming_its_mixed_ops(name, family):
+    import hub
+    from supernet.oneshot import convert
+
+    net, _ = convert(getattr(hub, name)(), family)
+    text = repr(net)
+    assert len(text.splitlines()) < 200
+    mixed = {type(m).__name__ for m in net.modules() if getattr(m, "is_mixed", False)}
+    assert mixed and all(kind in text for kind in mixed), mixed
+
+
+def test_the_readme_space_prints_its_choices_in_torch_layout():
+    import torch
+
+    import supernet.nn as nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            width = nn.ValueChoice([16, 32], label="width")
+            self.stem = nn.Conv2d(3, width, 3, padding=1)
+            self.blocks = nn.Repeat(lambda i: nn.LayerChoice([nn.Conv2d(width, width, 3, padding=1), nn.Identity()],
+                                                             label=f"op{i}"), (1, 3), label="depth")
+            self.skip = nn.InputChoice(2, n_chosen=None, label="skip")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.skip([x, self.blocks(self.stem(x))])
+
+    assert repr(Net()).splitlines() == [
+        "Net(",
+        "  (stem): Conv2d(3, 16, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), "
+        "choices: out_channels=ValueChoice([16, 32], label='width'))",
+        "  (blocks): Repeat(",
+        "    depth=[1, 2, 3], label='depth'",
+        "    (blocks): ModuleList(",
+        "      (0): LayerChoice(label='op0', candidates={'0': Conv2d, '1': Identity})",
+        "      (1): LayerChoice(label='op1', candidates={'0': Conv2d, '1': Identity})",
+        "      (2): LayerChoice(label='op2', candidates={'0': Conv2d, '1': Identity})",
+        "    )",
+        "  )",
+        "  (skip): InputChoice(n_candidates=2, n_chosen=None, reduction='sum', label='skip')",
+        ")",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,8 @@ from torch import nn
 
 from supernet.context import current_fixed_arch
 
-__all__ = ["Choice", "Condition", "FixableMeta", "Mutable", "lookup_fixed"]
+__all__ = ["Choice", "Condition", "FixableMeta", "Mutable", "cell_repr", "labels_below", "layout_repr", "lookup_fixed",
+           "span"]
 
 
 @dataclass
@@ -114,3 +116,52 @@ def lookup_fixed(arch: Mapping[str, Any], label: str, options: Sequence[Any]) ->
     if not any(value == o for o in options):
         raise ValueError(f"invalid value {value!r} for {label!r}; allowed: {list(options)}")
     return value
+
+
+# -- printing: a space's repr names its decisions without printing every candidate's layers -------------
+def layout_repr(module: nn.Module, extra: Sequence[str], children: Sequence[tuple[str, str]]) -> str:
+    """torch's ``Module.__repr__`` layout, for the given extra lines and ``(name, repr)`` children."""
+    from torch.nn.modules.module import _addindent
+
+    lines = [*extra, *(f"({name}): {_addindent(text, 2)}" for name, text in children)]
+    if len(extra) == 1 and not children:
+        return f"{module._get_name()}({extra[0]})"
+    return f"{module._get_name()}(" + ("\n  " + "\n  ".join(lines) + "\n" if lines else "") + ")"
+
+
+def cell_repr(module: nn.Module, extra: Sequence[str]) -> str:
+    """A cell's repr: ``extra`` lines, each container of per-edge modules (nested ModuleLists/Dicts) in one
+    line that counts its modules by class, the other children (pre-, postprocessors) in full."""
+    children = []
+    for name, child in module.named_children():
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            counts = Counter(type(m).__name__ for m in _leaves(child))
+            child_repr = f"{child._get_name()}({', '.join(f'{n} x {kind}' for kind, n in counts.items())})"
+        else:
+            child_repr = repr(child)
+        children.append((name, child_repr))
+    return layout_repr(module, extra, children)
+
+
+def _leaves(container: nn.Module) -> Iterator[nn.Module]:
+    for child in container.children():
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            yield from _leaves(child)
+        else:
+            yield child
+
+
+def labels_below(module: nn.Module) -> list[str]:
+    """The labels of the decisions held in ``module`` and its submodules, each once, in order."""
+    labels: dict[str, None] = {}
+    for m in module.modules():
+        if isinstance(m, Mutable):
+            labels.update((c.label, None) for c in m.decisions())
+    return list(labels)
+
+
+def span(labels: Sequence[str], most: int = 12) -> str:
+    """``'a', 'b'`` for a few labels; ``'a', 'b', ..., 'z' (n labels)`` past ``most``."""
+    if len(labels) <= most:
+        return ", ".join(repr(label) for label in labels)
+    return ", ".join(repr(label) for label in labels[: most - 1]) + f", ..., {labels[-1]!r} ({len(labels)} labels)"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from supernet.context import auto_label, label_namespace
-from supernet.primitives.base import FixableMeta, Mutable, lookup_fixed
+from supernet.primitives.base import FixableMeta, Mutable, cell_repr, lookup_fixed, span
 from supernet.primitives.input_choice import InputChoice, input_options
 from supernet.primitives.layer_choice import LayerChoice, _chosen_name
 
@@ -224,6 +224,16 @@ class Cell(Mutable, _CellForward, metaclass=FixableMeta):
     def extra_repr(self) -> str:
         return (f"num_nodes={self.num_nodes}, num_ops_per_node={self.num_ops_per_node}, "
                 f"num_predecessors={self.num_predecessors}, merge_op={self.merge_op!r}, label={self.label!r}")
+
+    def __repr__(self) -> str:
+        """The operator and input decisions in two lines, not one LayerChoice per edge; the pre- and
+        postprocessor in full."""
+        slots = [(node, k) for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes)
+                 for k in range(self.num_ops_per_node)]
+        extra = [self.extra_repr(),
+                 f"ops: {span([f'{self.label}/op_{n}_{k}' for n, k in slots])}, each one of {self.op_names}",
+                 f"inputs: {span([f'{self.label}/input_{n}_{k}' for n, k in slots])}"]
+        return cell_repr(self, extra)
 
 
 def _copy_matching(source: nn.Module, target: nn.Module) -> None:

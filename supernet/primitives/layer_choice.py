@@ -126,6 +126,11 @@ class LayerChoice(Mutable, nn.Module, metaclass=FixableMeta):
     def extra_repr(self) -> str:
         return f"label={self.label!r}"
 
+    def __repr__(self) -> str:
+        """One line: the label and each candidate's name and class (``print(choice[name])`` shows one)."""
+        candidates = ", ".join(f"{name!r}: {type(m).__name__}" for name, m in self._modules.items())
+        return f"{self._get_name()}({self.extra_repr()}, candidates={{{candidates}}})"
+
 
 def _label(label: str | None, kwargs: dict[str, Any]) -> str:
     if "key" in kwargs:  # the older name of `label`

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from supernet.context import auto_label, label_namespace
-from supernet.primitives.base import Choice, Condition, FixableMeta, Mutable, lookup_fixed
+from supernet.primitives.base import Choice, Condition, FixableMeta, Mutable, cell_repr, lookup_fixed, span
 from supernet.primitives.input_choice import input_options
 from supernet.primitives.layer_choice import LayerChoice, _chosen_name
 
@@ -103,6 +103,12 @@ class NasBench201Cell(Mutable, _DenseCellForward, metaclass=FixableMeta):
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}"
+
+    def __repr__(self) -> str:
+        """The edge decisions in one line, not one LayerChoice per edge."""
+        choices = [c for node_ops in self.layers for c in node_ops]
+        ops = repr(choices[0]).split("candidates=", 1)[1][:-1]
+        return cell_repr(self, [self.extra_repr(), f"ops: {span([c.label for c in choices])}, each one of {ops}"])
 
 
 def _check_tensors(num_tensors: int, label: str) -> None:
@@ -298,6 +304,10 @@ class NasBench101Cell(Mutable, nn.Module, metaclass=FixableMeta):
     def extra_repr(self) -> str:
         return (f"ops={list(self.op_factories)}, max_num_nodes={self.max_num_nodes}, "
                 f"max_num_edges={self.max_num_edges}, label={self.label!r}")
+
+    def __repr__(self) -> str:
+        """Its decisions in one line; the per-node operators (of a one-shot cell) counted, not listed."""
+        return cell_repr(self, [self.extra_repr(), f"decisions: {span([c.label for c in self.decisions()])}"])
 
 
 def _inputs_default_first(n: int) -> list[list[int]]:

@@ -9,7 +9,16 @@ from typing import Any
 from torch import nn
 
 from supernet.context import auto_label, label_namespace
-from supernet.primitives.base import Choice, Condition, FixableMeta, Mutable, lookup_fixed
+from supernet.primitives.base import (
+    Choice,
+    Condition,
+    FixableMeta,
+    Mutable,
+    labels_below,
+    layout_repr,
+    lookup_fixed,
+    span,
+)
 from supernet.primitives.value_choice import ValueChoice, ValueChoiceX
 
 __all__ = ["Repeat"]
@@ -144,3 +153,28 @@ class Repeat(Mutable, nn.Module, metaclass=FixableMeta):
 
     def extra_repr(self) -> str:
         return f"depth={self.depth_options}, label={self.label!r}"
+
+    def __repr__(self) -> str:
+        """The first block in full, each further one in a line with the decisions it holds (as torch
+        collapses repeated blocks; ``print(repeat.blocks[i])`` shows one)."""
+        blocks: list[tuple[str, str]] = []
+        for i, block in enumerate(self.blocks):
+            text = repr(block) if i == 0 else _one_line(block)
+            if i > 1 and blocks[-1][1] == text:  # a run of equal lines: "(1-5): 5 x ..."
+                first = blocks[-1][0].split("-")[0]
+                blocks[-1] = (f"{first}-{i}", text)
+            else:
+                blocks.append((str(i), text))
+        blocks = [(name, f"{int(name.split('-')[1]) - int(name.split('-')[0]) + 1} x {text}" if "-" in name else text)
+                  for name, text in blocks]
+        children = [(name, layout_repr(self.blocks, [], blocks) if name == "blocks" else repr(child))
+                    for name, child in self._modules.items()]
+        return layout_repr(self, [self.extra_repr()], children)
+
+
+def _one_line(module: nn.Module) -> str:
+    text = repr(module)
+    if "\n" not in text:
+        return text
+    labels = labels_below(module)
+    return f"{module._get_name()}(...{', decisions ' + span(labels) if labels else ''})"
