@@ -1,8 +1,10 @@
-"""Language cases users of the reference toolkit rely on (issue 16, section 1, items 2 and 7).
+"""Language cases users of the reference toolkit rely on (issue 16, section 1, items 1, 2, 4, 7 and 8).
 
-ValueChoice algebra (``~`` is bitwise, ``evaluate`` checks its values, list-valued choices
-stay usable when fixed), frozen AutoActivation labels, SearchSpace as a read-only Mapping
-with the table as its repr, and short reprs of long ValueChoice expressions.
+Tuple-valued candidates (kernel sizes, LayerNorm shapes) through JSON, freezing and every one-shot
+family; ValueChoice algebra (``~`` is bitwise, ``evaluate`` checks its values, list-valued choices
+stay usable when fixed); candidates returning tuples that hold None, in every family; frozen
+AutoActivation labels, SearchSpace as a read-only Mapping with the table as its repr, and short
+reprs of long ValueChoice expressions; the NDS spaces with a searchable num_cells from 4 up.
 """
 
 from __future__ import annotations
