@@ -157,16 +157,14 @@ class Repeat(Mutable, nn.Module, metaclass=FixableMeta):
     def __repr__(self) -> str:
         """The first block in full, each further one in a line with the decisions it holds (as torch
         collapses repeated blocks; ``print(repeat.blocks[i])`` shows one)."""
-        blocks: list[tuple[str, str]] = []
+        runs: list[list] = []  # [first index, last index, text]: equal lines run together, "(1-5): 5 x ..."
         for i, block in enumerate(self.blocks):
             text = repr(block) if i == 0 else _one_line(block)
-            if i > 1 and blocks[-1][1] == text:  # a run of equal lines: "(1-5): 5 x ..."
-                first = blocks[-1][0].split("-")[0]
-                blocks[-1] = (f"{first}-{i}", text)
+            if i > 1 and runs[-1][2] == text:
+                runs[-1][1] = i
             else:
-                blocks.append((str(i), text))
-        blocks = [(name, f"{int(name.split('-')[1]) - int(name.split('-')[0]) + 1} x {text}" if "-" in name else text)
-                  for name, text in blocks]
+                runs.append([i, i, text])
+        blocks = [(str(a), text) if a == b else (f"{a}-{b}", f"{b - a + 1} x {text}") for a, b, text in runs]
         children = [(name, layout_repr(self.blocks, [], blocks) if name == "blocks" else repr(child))
                     for name, child in self._modules.items()]
         return layout_repr(self, [self.extra_repr()], children)
