@@ -221,11 +221,12 @@ class _MixingRefused:
     @classmethod
     def from_primitive(cls, module: PreprocessByDepth, state: ArchState) -> torch.nn.Module:
         groups = " vs ".join(str(values) for values in module.sources.values())
+        how = "sums the stage's outputs at every depth" if state.family == "differentiable" else \
+            "adds the stage's output at another sampled depth for the gate gradient"
         raise UnsupportedChoice(
             f"num_cells {groups} hand this reduction cell differently shaped first inputs (a cell's output or "
-            f"the stage's own input), and the {state.family} family sums the outputs of every depth, which "
-            "cannot be summed then; search this num_cells with path_sampling (ENAS, SPOS, random search), or "
-            "with values from 6 up only")
+            f"the stage's own input), and the {state.family} family {how}, which cannot be added then; search "
+            "this num_cells with path_sampling (ENAS, SPOS, random search), or with values from 6 up only")
 
 
 register_mixed_op(PreprocessByDepth, "path_sampling", KEEP)
