@@ -125,8 +125,9 @@ def resolve(target: Any, where: str, trusted: Iterable[str] = ()) -> type:
     if target.split(".")[0] not in TRUSTED_PACKAGES and target not in set(trusted):
         raise CheckpointError(
             f"{where} names {target!r}, which is not a class of {', '.join(TRUSTED_PACKAGES)} and was not "
-            "registered: nothing is built from it (for a space of your own, pass it: space=..., or register "
-            "its class with algorithms.checkpoints.register)")
+            "registered: nothing is built from it (a class of your own: pass the object, e.g. "
+            "load_from_checkpoint(path, space=MySpace()), or name it on the command line (space=..., data=...), "
+            "or register the class with algorithms.checkpoints.register)")
     try:
         value = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):

@@ -277,6 +277,8 @@ def _refuse_changes(section: str, ours: Mapping[str, Any], theirs: Mapping[str, 
     changed = [key for key in (sorted(set(mine) | set(saved)) if keys is None else [k or "_target_" for k in keys])
                if mine.get(key, "(unset)") != saved.get(key, "(unset)")
                and not (key.endswith("_target_") and _same_class(mine.get(key), saved.get(key)))]
+    if "_target_" in changed:  # another class: its arguments are beside the point
+        changed = ["_target_"]
     if changed:
         def values(config: Mapping[str, Any]) -> str:
             return ", ".join(f"{section}.{key}={config.get(key, '(unset)')!r}" for key in changed)

@@ -112,8 +112,12 @@ def test_finetune_reads_ckpt_path_only_with_inherit_weights(searched, tmp_path):
         run(config("mode=finetune", f"arch={searched / 'arch.json'}", f"ckpt_path={_last(searched)}"), tmp_path)
 
 
-def test_the_old_name_ckpt_is_one_line_naming_the_new_one():
+def test_the_old_name_ckpt_is_one_line_naming_the_new_one(tmp_path):
     from algorithms.cli import describe
+
+    with pytest.raises(UserError, match=r"^ckpt= is now ckpt_path= \(one name for the checkpoint to read\): "
+                                        r"ckpt_path=/some/last.ckpt$"):
+        run(config("mode=export", "+ckpt=/some/last.ckpt"), tmp_path)  # added with +: not ignored either
 
     with pytest.raises(ConfigCompositionException) as error:
         config("mode=export", "ckpt=/some/last.ckpt")
