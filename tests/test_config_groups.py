@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.experimental.callback import Callback
 
 from algorithms.tasks import UserError, run
 
@@ -109,6 +113,34 @@ def test_main_returns_the_optimized_metric(tmp_path):
     with pytest.raises(UserError, match=r"optimized_metric='val/nope' is not a metric of this run; it has: "
                                         r".*val/acc"):
         train(config("optimized_metric=val/nope"), tmp_path / "bad")
+
+
+class RecordReturn(Callback):
+    """A Hydra callback that writes what each job of a sweep returned (what a sweeper such as Optuna reads)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{job_return.return_value!r}\n")
+
+
+@pytest.mark.slow
+def test_a_sweep_job_returns_the_optimized_metric(tmp_path):
+    """Through ``train.py -m``: the launcher's JobReturn carries main()'s value, the last val/acc logged."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    record = tmp_path / "returned.txt"
+    cli = [a for a in TINY if not a.startswith("hydra.searchpath")]
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config-dir", str(ROOT / "tests" / "configs"),
+                           "-m", *cli, "optimized_metric=val/acc", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                           f"+hydra.callbacks.record={{_target_:tests.test_config_groups.RecordReturn,path:'{record}'}}"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (metrics,) = (tmp_path / "sweep").rglob("logs/search/metrics.csv")  # the job's folder: 0_<overrides>
+    with open(metrics) as f:
+        logged = [float(row["val/acc"]) for row in csv.DictReader(f) if row["val/acc"]]
+    assert float(record.read_text()) == pytest.approx(logged[-1], abs=1e-7)
 
 
 # -- debug=fdr / debug=limit with every data module --------------------------------------------------------
