@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import signal
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -423,18 +424,18 @@ def test_an_nds_space_with_the_reference_toolkits_num_cells_freezes_at_four_and_
 
 @pytest.mark.parametrize("name", ["darts", pytest.param("nasnet", marks=_SLOW)])
 def test_a_path_sampling_nds_supernet_with_num_cells_from_four_equals_its_weight_inheriting_freeze(name):
-    import copy
-
     from supernet.oneshot import convert
 
-    space = _nds(name, (4, 6), affine=False)  # the search network's BatchNorms, frozen as they are
-    net, state = convert(copy.deepcopy(space), "path_sampling")
+    # the search network's BatchNorms (affine=False), which freeze as they are
+    net, state = convert(_nds(name, (4, 6), affine=False), "path_sampling")
     net.eval()
     for depth in (4, 6):  # 4: both reduction cells get the stage's own input; 6: a cell's output
-        arch = {**supernet.sample(space, seed=depth), "depth": depth}
+        arch = {**supernet.sample(state.space, seed=depth), "depth": depth}
         state.set_arch(arch)
         frozen = supernet.freeze(net, arch, inherit_weights=True).eval()
         torch.testing.assert_close(net(_IMAGES), frozen(_IMAGES), msg=f"depth {depth}")
+    copied = pickle.loads(pickle.dumps(net))  # the supernet pickles, at the depth it was set to
+    torch.testing.assert_close(copied(_IMAGES), net(_IMAGES))
 
 
 @pytest.mark.parametrize("family", ["differentiable", "binary_gate"])
