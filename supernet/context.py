@@ -69,17 +69,20 @@ def fresh_label_namespace() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def fixed_arch(arch: Mapping[str, Any]) -> Iterator[None]:
+def fixed_arch(arch: Mapping[str, Any], space: Any = None) -> Iterator[None]:
     """Build models with ``arch``'s values: every primitive constructed inside returns its fixed form.
 
     ``supernet.freeze`` uses this to rebuild a space; it can also be used directly::
 
         with supernet.fixed_arch({"conv": "1", "hidden": 64}):
             net = MySpace()          # a plain network, no choices left
+
+    ``space`` (the SearchSpace ``arch`` belongs to, optional) reads its values as the space
+    declares them: a list from JSON for a tuple option becomes that tuple.
     """
     from supernet.space import normalize_arch
 
-    _state.fixed.append(normalize_arch(arch))
+    _state.fixed.append(normalize_arch(arch, space))
     try:
         yield
     finally:

@@ -14,7 +14,7 @@ from supernet.primitives.base import Mutable
 from supernet.primitives.basic_unit import BasicUnit, copy_overlapping
 from supernet.primitives.module import init_arguments
 from supernet.primitives.value_choice import ValueChoiceX, callable_value
-from supernet.space import search_space
+from supernet.space import SearchSpace, search_space
 
 __all__ = ["freeze", "freeze_in_place"]
 
@@ -28,9 +28,10 @@ def freeze(model: nn.Module, arch: Mapping[str, Any], inherit_weights: bool = Fa
     ``inherit_weights=True`` the fixed network starts from ``model``'s weights, sliced to
     the chosen sizes. The model itself is never changed.
     """
-    arch = search_space(model).validate(arch)
+    space = search_space(model)
+    arch = space.validate(arch)
     if init_arguments(model) is not None:
-        fixed = rebuild(model, arch)
+        fixed = rebuild(model, arch, space)
         if inherit_weights:
             _check_holds(model, arch)
             donor = freeze_in_place(_copy_structure(model), arch)
@@ -55,14 +56,14 @@ def _copy_structure(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def rebuild(model: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
-    """Build ``model``'s class again from its recorded arguments, inside ``fixed_arch(arch)``."""
+def rebuild(model: nn.Module, arch: Mapping[str, Any], space: SearchSpace | None = None) -> nn.Module:
+    """Build ``model``'s class again from its recorded arguments, inside ``fixed_arch(arch, space)``."""
     recorded = init_arguments(model)
     if recorded is None:
         raise TypeError(f"{type(model).__name__} does not record its constructor arguments; "
                         "derive it from supernet.nn.Module to rebuild it")
     args, kwargs = copy.deepcopy(recorded)
-    with no_fixed_arch(), fixed_arch(arch):
+    with no_fixed_arch(), fixed_arch(arch, space):
         fixed = type(model)(*args, **kwargs)
         for mutator in model.__dict__.get("_supernet_mutators", []):
             mutator._mutate_recorded(fixed)

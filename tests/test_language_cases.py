@@ -239,6 +239,19 @@ def test_tuple_kernel_size_and_layer_norm_shape_freeze_to_the_torch_modules(arch
     assert net(torch.zeros(2, 3, 7, 7)).shape == (2, arch["n"][0])
 
 
+class _ParameterSpace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, nn.ModelParameterChoice([(3, 3), (5, 1)], label="k"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_a_model_parameter_choice_of_tuples_freezes_from_a_json_architecture():
+    assert supernet.freeze(_ParameterSpace(), json.loads('{"k": [5, 1]}')).conv.kernel_size == (5, 1)
+
+
 @pytest.mark.parametrize("family", ["path_sampling", "differentiable", "binary_gate"])
 def test_tuple_valued_candidates_convert_into_every_family(family):
     """Each family's supernet, at each architecture (pinned for differentiable), computes what its
