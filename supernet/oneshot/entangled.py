@@ -178,9 +178,10 @@ class _MixedUnit(BasicUnit):
                 state.add_alpha(leaf.label, len(state.space.choices[leaf.label].options))
 
     # -- differentiable: the mixture over value combinations --------------------------------------------
-    def _combinations(self) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], torch.Tensor, int]:
+    def _combinations(self) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], torch.Tensor, int, bool]:
         """The distinct valid argument values ``(arch, values)``; for every combination of leaf values (in
-        ``itertools.product`` order) the index of its entry (-1: invalid); and the number of entries."""
+        ``itertools.product`` order) the index of its entry (-1: invalid); the number of entries; whether
+        any combination is invalid."""
         cached = self.__dict__.get("_combinations_cache")
         if cached is None:
             labels = [leaf.label for leaf in self.leaves()]
@@ -203,7 +204,7 @@ class _MixedUnit(BasicUnit):
                 index.append(seen[key])
             if not entries:
                 raise ValueError(f"{self.base_class.__name__}: no combination of {labels} is valid ({reasons[0]})")
-            cached = (entries, torch.tensor(index), len(entries))
+            cached = (entries, torch.tensor(index), len(entries), bool(reasons))
             self.__dict__["_combinations_cache"] = cached
             self.__dict__["_entries_cache"] = {id(arch): (arch, values) for arch, values in entries}
         return cached
@@ -211,16 +212,19 @@ class _MixedUnit(BasicUnit):
     def mixture(self) -> list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]]:
         """``(arch, values, p)`` for every distinct valid value of the unit's arguments: ``p`` sums the
         product of the labels' mixing weights over the combinations giving those values."""
-        entries, index, count = self._combinations()
+        entries, index, count, any_invalid = self._combinations()
         weights = [self._state.weights(leaf.label) for leaf in self.leaves()]
         product = weights[0]
         for w in weights[1:]:
             product = (product[:, None] * w[None, :]).reshape(-1)
-        valid = index >= 0
-        if not bool(valid.all()):  # renormalise over the valid combinations
-            product = product[valid.to(product.device)]
+        if index.device != product.device:
+            index = index.to(product.device)
+            self.__dict__["_combinations_cache"] = (entries, index, count, any_invalid)
+        if any_invalid:  # renormalise over the valid combinations
+            valid = index >= 0
+            product, index = product[valid], index[valid]
             product = product / product.sum()
-        coefficients = product.new_zeros(count).index_add(0, index[valid].to(product.device), product)
+        coefficients = product.new_zeros(count).index_add(0, index, product)
         return [(arch, values, coefficients[i]) for i, (arch, values) in enumerate(entries)]
 
     def forward_mixed(self, mixture: list[tuple[dict[str, Any], dict[str, Any], torch.Tensor]],
@@ -654,7 +658,7 @@ class EntangledMultiheadAttention(EntangledUnit, nn.MultiheadAttention):
     """
 
     base_class = nn.MultiheadAttention
-    searchable = ("embed_dim", "num_heads", "dropout", "batch_first", "add_bias_kv")
+    searchable = ("embed_dim", "num_heads", "dropout")
 
     @classmethod
     def from_primitive(cls, unit: BasicUnit, state: ArchState) -> nn.Module:
