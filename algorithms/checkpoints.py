@@ -95,20 +95,20 @@ def _is_plain(value: Any) -> bool:
     return False
 
 
-def check_targets(config: Any, where: str, trusted: Iterable[str] = ()) -> None:
+def check_targets(config: Any, where: str, trusted: Iterable[str] = (), classes: bool = True) -> None:
     """Refuse a configuration from a checkpoint that names a class outside the trusted ones (anywhere in it:
     Hydra instantiates nested ``_target_``s too) or holds an interpolation (``${...}``, which OmegaConf
     would resolve: environment variables, custom resolvers). ``trusted``: class paths the caller's own
-    configuration names."""
+    configuration names; ``classes=False`` checks the interpolations only (a config read, not built)."""
     if isinstance(config, Mapping):
         for key, value in config.items():
-            if key == "_target_":
+            if key == "_target_" and classes:
                 resolve(value, where, trusted)
             else:
-                check_targets(value, where, trusted)
+                check_targets(value, where, trusted, classes)
     elif isinstance(config, (list, tuple)):
         for value in config:
-            check_targets(value, where, trusted)
+            check_targets(value, where, trusted, classes)
     elif isinstance(config, str) and "${" in config:
         raise CheckpointError(f"{where} is refused: its configuration holds the interpolation {config!r}; "
                               "a checkpoint holds resolved values only")

@@ -205,7 +205,7 @@ def load_checkpoint(path: Any) -> dict[str, Any]:
 FIXED_BY_CHECKPOINT = ("space", "algorithm", "task")
 
 
-def with_checkpoint_config(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> DictConfig:
+def with_checkpoint_config(cfg: DictConfig, checkpoint: Mapping[str, Any], builds_data: bool = True) -> DictConfig:
     """``cfg`` with the configuration ``checkpoint`` records (``checkpoint["config"]``, see
     ``algorithms.checkpoints``) in place of ``space``, ``algorithm``, ``task`` and ``data``.
 
@@ -214,6 +214,8 @@ def with_checkpoint_config(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> Di
     against a DARTS checkpoint (a group choice is compared by its class). Data given on the command line is
     used (a resume or a fine-tuning may read other data). Without Hydra's list of overrides (``run(cfg)``
     called from Python on a config composed without it) every value of ``cfg`` counts as given.
+    The classes the checkpoint names are checked (``algorithms.checkpoints.check_targets``) where they will
+    be built: the data module's only if ``builds_data`` (export reads the data's facts, builds no data).
     A checkpoint written before checkpoints recorded their configuration leaves ``cfg`` as it is."""
     from algorithms.checkpoints import CheckpointError, check_targets
 
@@ -234,7 +236,7 @@ def with_checkpoint_config(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> Di
         if section != "data":
             _refuse_changes(section, ours, theirs, keys, where)
         try:
-            check_targets(theirs, where, trusted=_targets(ours))
+            check_targets(theirs, where, trusted=_targets(ours), classes=section != "data" or builds_data)
         except CheckpointError as error:
             raise UserError(str(error)) from None
         sections[section] = dict(theirs)
@@ -573,7 +575,7 @@ def export(cfg: DictConfig, out: Path) -> dict[str, Any]:
     if cfg.get("ckpt_path") is None:
         raise UserError("mode=export needs ckpt_path=<a search checkpoint>")
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    cfg = with_checkpoint_config(cfg, checkpoint)
+    cfg = with_checkpoint_config(cfg, checkpoint, builds_data=False)
     space = build_space(cfg)
     algorithm = build_algorithm(cfg, space)
     _load_state(algorithm, checkpoint, f"ckpt_path={str(cfg.ckpt_path)!r}")

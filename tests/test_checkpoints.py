@@ -65,6 +65,15 @@ def test_export_needs_no_space_or_algorithm_overrides(searched, tmp_path):
     assert json.loads((tmp_path / "arch.json").read_text()) == json.loads((searched / "arch.json").read_text())
 
 
+def test_export_of_a_search_on_data_of_your_own_needs_no_data_override(searched, tmp_path):
+    """The search read tests.fakes.RandomImageDataModule (not a library class); export builds no data module,
+    so it need not be named (fine-tuning, which builds it, needs data=... or a registered class)."""
+    with initialize_config_dir(config_dir=str(ROOT / "algorithms" / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=["mode=export", f"ckpt_path={_last(searched)}"], return_hydra_config=True)
+    run(cfg, tmp_path)
+    assert json.loads((tmp_path / "arch.json").read_text()) == json.loads((searched / "arch.json").read_text())
+
+
 def test_finetune_with_inherited_weights_needs_no_space_overrides(searched, tmp_path):
     summary = run(config("mode=finetune", f"arch={searched / 'arch.json'}", "inherit_weights=true",
                          f"ckpt_path={_last(searched)}"), tmp_path)
