@@ -271,11 +271,15 @@ class OneShotAlgorithm(pl.LightningModule):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, space: nn.Module | None = None,
-                             strict: bool = True, **hyperparameters: Any) -> OneShotAlgorithm:
+                             strict: bool = True, weights_only: bool | None = None,
+                             **hyperparameters: Any) -> OneShotAlgorithm:
         """The algorithm a checkpoint holds, read as plain data (``weights_only=True``) and rebuilt from the
         configuration it records: ``DartsModule.load_from_checkpoint(path)``. A space that the checkpoint
         cannot rebuild (one of your own, unregistered) is given as ``space=``; ``hyperparameters`` replace
         the saved ones. See ``algorithms.checkpoints``."""
+        if weights_only is False:
+            raise ValueError("weights_only=False is not offered: checkpoints are read as plain data only, so that "
+                             "nothing in a file runs code (ours hold nothing else)")
         return checkpoints.load_module(cls, checkpoint_path, space=space, map_location=map_location, strict=strict,
                                        **hyperparameters)
 

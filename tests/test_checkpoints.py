@@ -262,4 +262,6 @@ def test_load_from_checkpoint_reads_plain_data_only(searched, tmp_path):
     torch.save(checkpoint, tmp_path / "pickled.ckpt")
     with pytest.raises(CheckpointError, match="is refused: it holds pickled objects that are not plain data"):
         EnasModule.load_from_checkpoint(tmp_path / "pickled.ckpt")
+    with pytest.raises(ValueError, match="weights_only=False is not offered"):
+        EnasModule.load_from_checkpoint(tmp_path / "pickled.ckpt", weights_only=False)
     assert not marker.exists()
