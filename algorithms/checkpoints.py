@@ -125,9 +125,9 @@ def resolve(target: Any, where: str, trusted: Iterable[str] = ()) -> type:
     if target.split(".")[0] not in TRUSTED_PACKAGES and target not in set(trusted):
         raise CheckpointError(
             f"{where} names {target!r}, which is not a class of {', '.join(TRUSTED_PACKAGES)} and was not "
-            "registered: nothing is built from it (a class of your own: pass the object, e.g. "
-            "load_from_checkpoint(path, space=MySpace()), or name it on the command line (space=..., data=...), "
-            "or register the class with algorithms.checkpoints.register)")
+            "registered: nothing is built from it (a class of your own: load with it, MyAlgorithm.load_from_"
+            "checkpoint(path), pass it, load_from_checkpoint(path, space=MySpace()), name it on the command line "
+            "(space=..., data=...), or register it with algorithms.checkpoints.register)")
     try:
         value = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):
@@ -170,7 +170,7 @@ def load_module(cls: type, path: Any, space: torch.nn.Module | None = None, map_
     target = cls
     recorded = config.get("algorithm", {}).get("_target_") if isinstance(config.get("algorithm"), Mapping) else None
     if recorded is not None:
-        target = resolve(recorded, where)
+        target = resolve(recorded, where, trusted=[class_path(cls)])  # the caller's own class is trusted
         if not issubclass(target, cls):
             raise CheckpointError(f"{where} was written by {target.__name__}, not {cls.__name__}: load it with "
                                   f"{target.__name__}.load_from_checkpoint")

@@ -199,6 +199,21 @@ def test_a_space_of_your_own_is_passed_or_registered(tmp_path):
         checkpoints._REGISTERED.pop(checkpoints.class_path(TinyConvSpace))
 
 
+class MyDarts(DartsModule):
+    """An algorithm of your own (outside the library's packages)."""
+
+
+def test_an_algorithm_of_your_own_loads_through_its_own_class(tmp_path):
+    space = hub.NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=10)
+    module = MyDarts(space)
+    _fit_and_save(module, tmp_path / "last.ckpt")
+    loaded = MyDarts.load_from_checkpoint(tmp_path / "last.ckpt")
+    assert type(loaded) is MyDarts
+    _same_tensors(loaded, module.state_dict())
+    with pytest.raises(CheckpointError, match=r"names '(tests\.)?test_checkpoints\.MyDarts', which is not a class"):
+        DartsModule.load_from_checkpoint(tmp_path / "last.ckpt")
+
+
 def test_a_space_that_records_no_constructor_needs_the_space_argument(tmp_path):
     class Plain(torch.nn.Module):  # a plain torch module: nothing records how it was built
         def __init__(self) -> None:
