@@ -33,10 +33,10 @@ SEARCH = ["algorithm=enas", "algorithm.controller_aggregate=1", "space=nasbench2
           "space.num_modules_per_stack=1"]
 
 
-def config(*overrides: str, with_overrides: bool = True):
+def config(*overrides: str, with_overrides: bool = True, base: list[str] = BASE):
     """The composed config; ``with_overrides``: it carries Hydra's list of command-line overrides."""
     with initialize_config_dir(config_dir=str(ROOT / "algorithms" / "configs"), version_base="1.3"):
-        return compose("config", overrides=[*BASE, *overrides], return_hydra_config=with_overrides)
+        return compose("config", overrides=[*base, *overrides], return_hydra_config=with_overrides)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +150,15 @@ def test_load_from_checkpoint_of_a_command_line_run_needs_no_argument(searched):
         assert type(module) is EnasModule and module.hparams.controller_aggregate == 1
         _same_tensors(module, checkpoint["state_dict"])
         assert module.export() == json.loads((searched / "arch.json").read_text())
+
+
+def test_load_from_checkpoint_rebuilds_the_task_a_command_line_run_recorded(tmp_path):
+    base = [a for a in BASE if not a.startswith("data")]
+    run(config("data=regression", "task=regression", "space=mlp", "data.num_train=64", "data.num_test=16",
+               base=base), tmp_path)
+    module = DartsModule.load_from_checkpoint(_last(tmp_path))
+    assert type(module.task).__name__ == "RegressionTask" and module.task.metric_name == "mse"
+    _same_tensors(module, torch.load(_last(tmp_path), map_location="cpu", weights_only=True)["state_dict"])
 
 
 def test_load_from_checkpoint_of_another_algorithm_names_both(searched):
