@@ -12,10 +12,12 @@ ValueChoice (its label is the decision's).
 With few cells a stage may hand on, as the first input of the next reduction cell, the stage's own
 input instead of a cell's output (DARTS's ``reduction_prev``): a searchable num_cells then gives that
 cell one preprocessing per shape (``PreprocessByDepth``), and a frozen architecture is exactly the
-network built with its num_cells. Path sampling searches such depths; the differentiable and
-binary-gate families mix the outputs of every depth, which cannot be summed when their shapes
-differ, so they refuse num_cells that mix values below 6 with others (NNI's NDSStageDifferentiable
-inserts a transform there that the fixed network does not have; we do not).
+network built with its num_cells. Path sampling runs the current depth's preprocessing; the
+differentiable and binary-gate families, which add the stage's outputs at several depths, apply each
+depth's preprocessing to its own output before adding them (the stage and the next cell's first
+preprocessing act as one mixed op), so the shapes agree and one depth's weights alone compute that
+depth's network. (NNI's NDSStageDifferentiable instead reshapes the output with a transform that
+the fixed network does not have.)
 
 A space built to be searched is the DARTS search network (Liu et al. 2019, appendix A.1.1;
 quark0/darts cnn/model_search.py): BatchNorm without affine parameters in every candidate and
@@ -37,8 +39,9 @@ import torch
 import supernet.nn as nn
 from hub.searched import SearchedModelsMixin, register_searched_model
 from supernet.context import current_fixed_arch
-from supernet.oneshot.registry import KEEP, UnsupportedChoice, register_mixed_op
-from supernet.oneshot.state import ArchState
+from supernet.oneshot.binary_gate import BinaryGateRepeat
+from supernet.oneshot.choices import DifferentiableRepeat, SwappedMixedOp
+from supernet.oneshot.registry import KEEP, register_mixed_op
 from supernet.primitives.base import Choice, Condition, Mutable, lookup_fixed
 from supernet.primitives.value_choice import ValueChoiceX
 
@@ -180,8 +183,8 @@ class PreprocessByDepth(Mutable, torch.nn.Module):
 
     ``variants`` maps what the stage before hands on (``_s0_source``) to its preprocessing, ``sources``
     the same keys to the num_cells values giving it. Frozen, it is the chosen variant: the network built
-    with that num_cells. Path sampling runs the variant of the current depth; the mixing families refuse
-    it (see the module docstring).
+    with that num_cells. Path sampling runs the variant of the current depth; in the mixing families the
+    stage before applies each depth's variant to that depth's output (see the module docstring).
     """
 
     def __init__(self, variants: Mapping[str, torch.nn.Module], sources: Mapping[str, list[int]],
@@ -192,11 +195,12 @@ class PreprocessByDepth(Mutable, torch.nn.Module):
         self.depth = depth
         self.label = depth.label
 
-    def _variant(self, value: int) -> torch.nn.Module:
+    def variant(self, value: int) -> torch.nn.Module:
+        """The preprocessing at num_cells ``value``."""
         return self.variants[next(key for key, values in self.sources.items() if value in values)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._variant(self.depth())(x)
+        return self.variant(self.depth())(x)
 
     def decisions(self) -> list[Choice]:
         return [Choice(self.label, "value_choice", list(self.depth.candidates), self.depth.prior)]
@@ -209,29 +213,61 @@ class PreprocessByDepth(Mutable, torch.nn.Module):
                           f"{self.label} in {values}")]
 
     def freeze(self, arch: Mapping[str, Any]) -> torch.nn.Module:
-        return self._variant(lookup_fixed(arch, self.label, self.depth.candidates))
+        return self.variant(lookup_fixed(arch, self.label, self.depth.candidates))
 
     def extra_repr(self) -> str:
         return f"sources={self.sources}, label={self.label!r}"
 
 
-class _MixingRefused:
-    """The differentiable and binary-gate entry of ``PreprocessByDepth``: a clear refusal."""
+class _Stage(nn.Repeat):
+    """A stage whose output goes to a ``PreprocessByDepth`` (its ``handoff``, set once that is built and kept
+    out of the module tree, which holds it in the next reduction cell)."""
 
-    @classmethod
-    def from_primitive(cls, module: PreprocessByDepth, state: ArchState) -> torch.nn.Module:
-        groups = " vs ".join(str(values) for values in module.sources.values())
-        how = "sums the stage's outputs at every depth" if state.family == "differentiable" else \
-            "adds the stage's output at another sampled depth for the gate gradient"
-        raise UnsupportedChoice(
-            f"num_cells {groups} hand this reduction cell differently shaped first inputs (a cell's output or "
-            f"the stage's own input), and the {state.family} family {how}, which cannot be added then; search "
-            "this num_cells with path_sampling (ENAS, SPOS, random search), or with values from 6 up only")
+    def hand_on(self, output: tuple[torch.Tensor, torch.Tensor], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair the stage hands on at num_cells ``value``, its first tensor preprocessed for the next cell."""
+        return self.__dict__["handoff"].variant(value)(output[0]), output[1]
+
+
+class _DifferentiableStage(DifferentiableRepeat):
+    """Each depth's output is preprocessed for the next cell before the weighted sum."""
+
+    def handed_on(self, output: Any, value: Any) -> Any:
+        return _Stage.hand_on(self, output, value)  # type: ignore[arg-type]
+
+
+class _BinaryGateStage(BinaryGateRepeat):
+    """BinaryGateRepeat's forward, with the active and the other sampled depths' outputs preprocessed for
+    the next cell before the gate adds them."""
+
+    def forward(self, x: Any) -> Any:
+        arch = self._state.arch
+        depth = self._depth_of(arch)
+        outputs = [x]
+        for block in self.blocks[:depth]:
+            outputs.append(block(outputs[-1]))
+
+        def compute(value: int) -> Any:
+            target = self.depth_choice.evaluate_with({self.label: value})
+            out = outputs[min(target, depth)]
+            for block in self.blocks[depth:target]:
+                out = block(out)
+            return _Stage.hand_on(self, out, value)  # type: ignore[arg-type]
+
+        return self._state.gate(self.label, _Stage.hand_on(self, outputs[-1], arch[self.label]), compute)
+
+
+class _PreprocessedByStage(SwappedMixedOp, PreprocessByDepth):
+    """In the mixing families the stage before has applied the preprocessing already: pass its output on."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 register_mixed_op(PreprocessByDepth, "path_sampling", KEEP)
-register_mixed_op(PreprocessByDepth, "differentiable", _MixingRefused)
-register_mixed_op(PreprocessByDepth, "binary_gate", _MixingRefused)
+register_mixed_op(_Stage, "differentiable", _DifferentiableStage)
+register_mixed_op(PreprocessByDepth, "differentiable", _PreprocessedByStage)
+register_mixed_op(_Stage, "binary_gate", _BinaryGateStage)
+register_mixed_op(PreprocessByDepth, "binary_gate", _PreprocessedByStage)
 
 
 class CellPostprocessor(nn.Module):
@@ -386,6 +422,7 @@ class NDS(nn.Module, SearchedModelsMixin):
                         handed = after[max(_stage_depths(v)[stage - 1] for v in values)]
                         variants[key] = _pre0(handed["c_pp"], c_cur, handed["reduction_prev"], affine)
                     pre0 = PreprocessByDepth(variants, sources, depth)
+                    self.stages[stage - 1].__dict__["handoff"] = pre0
                 cell = _cell(op_candidates, num_nodes_per_cell, merge_op, c_pp, c_p, c_cur, True, reduction_prev,
                              True, affine, pre0)
                 self.reductions.append(cell)
@@ -410,12 +447,13 @@ class NDS(nn.Module, SearchedModelsMixin):
                 after.append(dict(channels))
                 return cell
 
-            self.stages.append(nn.Repeat(block, stage_depth, label=f"stage_{stage}"))
-            c_pp, c_p, reduction_prev = channels["c_pp"], channels["c_p"], channels["reduction_prev"]
             sources = {}
-            if not isinstance(depth, int):
+            if not isinstance(depth, int) and stage < 2:
                 for value in depths:
                     sources.setdefault(_s0_source(stage, _stage_depths(value)[stage]), []).append(value)
+            repeat = _Stage if len(sources) > 1 else nn.Repeat  # a PreprocessByDepth takes what it hands on
+            self.stages.append(repeat(block, stage_depth, label=f"stage_{stage}"))
+            c_pp, c_p, reduction_prev = channels["c_pp"], channels["c_p"], channels["reduction_prev"]
         self.classifier = nn.Linear(c_p, self.num_labels)
         self.set_drop_path_prob(drop_path_prob)
 

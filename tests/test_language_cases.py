@@ -451,15 +451,42 @@ def test_a_path_sampling_nds_supernet_with_num_cells_from_four_equals_its_weight
     torch.testing.assert_close(copied(_IMAGES), net(_IMAGES))
 
 
-@pytest.mark.parametrize("family", ["differentiable", "binary_gate"])
-def test_mixing_nds_depths_whose_stages_hand_on_different_shapes_is_refused_at_conversion(family):
+def test_a_differentiable_nds_supernet_with_num_cells_from_four_pinned_computes_the_path_sampling_output():
+    """Each depth's stage output is handed to the next reduction cell through that depth's preprocessing before
+    the weighted sum, so the shapes agree; pinned to one depth it computes what path sampling computes."""
     from supernet.oneshot import convert
 
-    with pytest.raises(TypeError, match=r"reductions\.0\.preprocessor\.pre0: .*num_cells \[4\] vs \[6\].*"
-                                        r"path_sampling"):
-        convert(_nds("darts", (4, 6)), family)
-    net, _ = convert(_nds("darts", (6, 7)), family)  # depths from 6 up hand on the same shapes
-    assert net(_IMAGES).shape == (2, 10)
+    sampling, sampling_state = convert(_nds("darts", (4, 6)), "path_sampling")
+    mixing, mixing_state = convert(_nds("darts", (4, 6)), "differentiable")
+    mixing.load_state_dict(sampling.state_dict())
+    sampling.eval(), mixing.eval()
+    for depth in (4, 6):
+        arch = {**supernet.sample(sampling_state.space, seed=depth), "depth": depth}
+        sampling_state.set_arch(arch)
+        mixing_state.pin(arch)
+        torch.testing.assert_close(mixing(_IMAGES), sampling(_IMAGES), msg=f"depth {depth}")
+    mixing_state.pin(None)
+    mixing.train()
+    mixing(_IMAGES).sum().backward()  # soft weights: every depth runs, and the depth's weights learn
+    assert mixing_state.alpha_of("depth").grad.abs().sum() > 0
+
+
+def test_a_binary_gate_nds_supernet_with_num_cells_from_four_equals_its_freeze_and_gates_the_depth():
+    from supernet.oneshot import convert
+
+    net, state = convert(_nds("darts", (4, 6), affine=False), "binary_gate")
+    net.eval()
+    for depth in (4, 6):
+        arch = {**supernet.sample(state.space, seed=depth), "depth": depth}
+        state.set_arch(arch)
+        frozen = supernet.freeze(net, arch, inherit_weights=True).eval()
+        torch.testing.assert_close(net(_IMAGES), frozen(_IMAGES), msg=f"depth {depth}")
+    state.arch_gradients = True
+    with torch.no_grad():
+        state.alpha_of("depth").zero_()
+    state.sample_binary_gates(generator=torch.Generator().manual_seed(0))
+    net(_IMAGES).sum().backward()  # the other sampled depth's output, handed on, gives the gate gradient
+    assert state.alpha_of("depth").grad.abs().sum() > 0
 
 
 def test_a_searchable_num_cells_below_four_is_refused_naming_it():

@@ -196,8 +196,13 @@ class DifferentiableRepeat(SwappedMixedOp, Repeat):
             x = block(x)
             outputs[i + 1] = x
         depths = [self.depth_choice.evaluate_with({self.label: v}) for v in leaf_options]
-        return weighted_sum(weights, lambda i: outputs[depths[i]], len(depths), exact, f"Repeat {self.label!r}",
-                            [f"depth {d}" for d in depths])
+        return weighted_sum(weights, lambda i: self.handed_on(outputs[depths[i]], leaf_options[i]), len(depths),
+                            exact, f"Repeat {self.label!r}", [f"depth {d}" for d in depths])
+
+    def handed_on(self, output: Any, value: Any) -> Any:
+        """What the blocks' ``output`` at the depth label's ``value`` hands on to the sum (itself; a space whose
+        next module depends on the depth may preprocess it here, e.g. the NDS stages)."""
+        return output
 
     def export_arch(self) -> dict[str, Any]:
         if self.depth_choice is None:
