@@ -587,7 +587,10 @@ def export(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
 
 def show_space(cfg: DictConfig, out: Path) -> dict[str, Any]:
-    """Print the space's decisions and size; write the tuner JSON (seed 004 format)."""
+    """Print the space's decisions and size; write the tuner JSON (seed 004 format). With ``ckpt_path``, the
+    space a search checkpoint records."""
+    if cfg.get("ckpt_path") is not None:
+        cfg = with_checkpoint_config(cfg, load_checkpoint(cfg.ckpt_path), builds_data=False)
     space = build_space(cfg)
     ss = supernet.search_space(space)
     print(ss)

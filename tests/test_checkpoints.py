@@ -116,6 +116,12 @@ def test_resume_reads_space_and_algorithm_from_the_checkpoint(searched, tmp_path
         (searched / "arch.json").read_text()).keys()
 
 
+def test_mode_space_shows_the_space_of_a_checkpoint(searched, tmp_path):
+    summary = run(config("mode=space", f"ckpt_path={_last(searched)}"), tmp_path)
+    expected = supernet.search_space(hub.NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=10))
+    assert summary["decisions"] == len(expected) and summary["architectures"] == expected.size
+
+
 def test_finetune_reads_ckpt_path_only_with_inherit_weights(searched, tmp_path):
     with pytest.raises(UserError, match="mode=finetune reads ckpt_path only with inherit_weights=true"):
         run(config("mode=finetune", f"arch={searched / 'arch.json'}", f"ckpt_path={_last(searched)}"), tmp_path)
@@ -206,6 +212,22 @@ def test_a_space_of_your_own_is_passed_or_registered(tmp_path):
         _same_tensors(DartsModule.load_from_checkpoint(tmp_path / "last.ckpt"), module.state_dict())
     finally:
         checkpoints._REGISTERED.pop(checkpoints.class_path(TinyConvSpace))
+
+
+def test_a_task_given_in_python_is_given_again_when_loading(tmp_path):
+    from algorithms.task import RegressionTask
+
+    space = hub.NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=10)
+    module = DartsModule(space, task=RegressionTask(metric="mae"))
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    with pytest.raises(CheckpointError, match=r"was written for the task .*'regression'.*, which it cannot "
+                                              r"rebuild: pass it, DartsModule.load_from_checkpoint\(path, task=...\)"):
+        DartsModule.load_from_checkpoint(tmp_path / "last.ckpt")
+    loaded = DartsModule.load_from_checkpoint(tmp_path / "last.ckpt", task=RegressionTask(metric="mae"))
+    assert loaded.task.describe() == module.task.describe()
+    _same_tensors(loaded, module.state_dict())
 
 
 class MyDarts(DartsModule):
