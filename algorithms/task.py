@@ -123,7 +123,8 @@ class Task:
         """The metric over ``(output, target)`` batches together: the score that ranks architectures."""
         metric = None
         for output, target in pairs:
-            metric = metric or self.metric().to(output.device)
+            if metric is None:
+                metric = self.metric().to(output.device)
             metric.update(output, target)
         if metric is None:
             raise ValueError("no batches to evaluate the metric on")
