@@ -54,6 +54,9 @@ def test_loggers_come_from_the_config(tmp_path):
     run(config("logger=tensorboard"), tmp_path / "tb")
     assert list((tmp_path / "tb" / "tensorboard" / "search").glob("events.out.tfevents.*"))
     assert not (tmp_path / "tb" / "logs").exists()
+    run(config("~logger", "~callbacks"), tmp_path / "none")  # no logger, no per-epoch checkpoint
+    assert sorted(p.name for p in (tmp_path / "none").iterdir() if p.is_dir()) == ["checkpoints"]
+    assert [p.name for p in (tmp_path / "none" / "checkpoints").iterdir()] == ["last.ckpt"]  # the search's own
 
 
 NOT_INSTALLED = "needs a package that is not installed"
