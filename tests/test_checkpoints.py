@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
@@ -228,6 +229,27 @@ def test_a_task_given_in_python_is_given_again_when_loading(tmp_path):
     loaded = DartsModule.load_from_checkpoint(tmp_path / "last.ckpt", task=RegressionTask(metric="mae"))
     assert loaded.task.describe() == module.task.describe()
     _same_tensors(loaded, module.state_dict())
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "algorithms" / "configs" / "space").glob("*.yaml")))
+def test_every_configured_hub_space_records_its_constructor(name):
+    """Every space of configs/space is a supernet.nn.Module, which records its constructor call, so a Python run on
+    any of them loads with no space argument (shown building and recording the two smallest below)."""
+    from hydra.utils import get_class
+
+    target = yaml.safe_load((ROOT / "algorithms" / "configs" / "space" / f"{name}.yaml").read_text())["_target_"]
+    assert issubclass(get_class(target), supernet.nn.Module)
+
+
+def test_the_recorded_constructor_is_plain_data_that_builds_the_same_space():
+    space = hub.NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=10)
+    recorded = checkpoints.space_config(space)
+    assert recorded == {"_target_": "hub.nasbench201.NasBench201", "stem_out_channels": 4,
+                        "num_modules_per_stack": 1, "num_labels": 10}
+    again = checkpoints.build(recorded, torch.nn.Module, "test")
+    assert supernet.search_space(again).to_json() == supernet.search_space(space).to_json()
+    assert checkpoints.space_config(hub.mlp.MLPSpace(in_features=3, num_outputs=1, widths=[4, 8], depth=(1, 2),
+                                                     activations=["relu"]))["depth"] == (1, 2)
 
 
 class MyDarts(DartsModule):
