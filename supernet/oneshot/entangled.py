@@ -444,7 +444,7 @@ class EntangledConv2d(EntangledUnit, nn.Conv2d):
             weight = self.weight[call["weight"]]
             table = weight.new_zeros(call["table"]).index_put(call["index"], p[call["members"]].to(weight.dtype),
                                                               accumulate=True)
-            mask = torch.einsum("abc,ao,bi,chw->oihw", table, call["out_masks"], call["in_masks"], call["window"])
+            mask = torch.einsum("abc,chw,ao,bi->oihw", table, call["window"], call["out_masks"], call["in_masks"])
             bias = None if self.bias is None else \
                 self.bias[: weight.shape[0]] * (table.sum((1, 2)) @ call["out_masks"])
             outputs.append(self._conv(x[:, : call["inputs"]], weight * mask, bias, call["stride"], call["padding"],
@@ -571,14 +571,18 @@ class _EntangledBatchNorm(EntangledUnit):
             return 1.0 / float(self.num_batches_tracked) if self.training and self.track_running_stats else 0.0
         return momentum
 
-    def _normalise(self, x: torch.Tensor, n: int, v: Mapping[str, Any]) -> torch.Tensor:
-        """The leading ``n`` channels normalised; the running statistics of the widest setting are
-        updated in their leading slice only."""
+    def _normalise(self, x: torch.Tensor, n: int, v: Mapping[str, Any],
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The leading ``n`` channels normalised, times ``mask`` per channel if given (folded into the
+        affine weight and bias); the running statistics of the widest setting are updated in their
+        leading slice only."""
         track = self.track_running_stats
+        weight, bias = (self.weight[:n], self.bias[:n]) if self.affine else (None, None)
+        if mask is not None:
+            weight, bias = (weight * mask, bias * mask) if self.affine else (mask, None)
         return F.batch_norm(
             x[:, :n], self.running_mean[:n] if track else None, self.running_var[:n] if track else None,
-            self.weight[:n] if self.affine else None, self.bias[:n] if self.affine else None,
-            self.training or not track, self._momentum(v), v.get("eps", self.eps))
+            weight, bias, self.training or not track, self._momentum(v), v.get("eps", self.eps))
 
     def _count_batch(self) -> None:
         if self.training and self.track_running_stats:
@@ -594,7 +598,8 @@ class _EntangledBatchNorm(EntangledUnit):
                       x: torch.Tensor) -> torch.Tensor:
         """Exact in one call: BatchNorm normalises each channel on its own, so a narrower setting's output
         is the widest one's leading channels, and the mixture is the widest output times the mixed channel
-        mask ``sum_c p_c * [channel < n_c]``. One running-statistics update per forward, as one BatchNorm
+        mask ``sum_c p_c * [channel < n_c]`` (folded into the affine weight and bias, so no extra pass over
+        the activations). One running-statistics update per forward, as one BatchNorm
         (one call per distinct ``eps``/``momentum`` if those are searched)."""
         self._count_batch()
         groups: dict[tuple[Any, Any], list[tuple[dict[str, Any], torch.Tensor]]] = {}
@@ -603,9 +608,9 @@ class _EntangledBatchNorm(EntangledUnit):
         outputs = []
         for members in groups.values():
             sizes = [v["num_features"] for v, _ in members]
-            y = self._normalise(x, max(sizes), members[0][0])
-            mask = torch.stack([p for _, p in members]).to(y.dtype) @ _prefix_masks(sizes, max(sizes), y)
-            outputs.append(y * mask.view(1, -1, *([1] * (y.dim() - 2))))
+            like = self.weight if self.affine else x
+            mask = torch.stack([p for _, p in members]).to(like.dtype) @ _prefix_masks(sizes, max(sizes), like)
+            outputs.append(self._normalise(x, max(sizes), members[0][0], mask))
         return _sum_padded(outputs)
 
 
