@@ -105,8 +105,8 @@ class OneShotAlgorithm(pl.LightningModule):
         self.checkpoint_config: dict[str, Any] = {"space": checkpoints.space_config(space)}
         self.supernet, self.arch = convert(space, self.family)
         self.generator = torch.Generator().manual_seed(seed)
-        self.train_metric = self.task.metric()
-        self.val_metric = self.task.metric()
+        self.train_metrics = nn.ModuleDict(self.task.metrics())
+        self.val_metrics = nn.ModuleDict(self.task.metrics())
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
 
@@ -192,9 +192,8 @@ class OneShotAlgorithm(pl.LightningModule):
                                 gradient_clip_algorithm="norm")
         optimizer.step()
         self.train_loss(loss.detach())
-        self.train_metric(logits.detach(), y)
         self.log("train/loss", self.train_loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log(f"train/{self.task.metric_name}", self.train_metric, prog_bar=True, on_step=False, on_epoch=True)
+        self._log_metrics("train", self.train_metrics, logits.detach(), y)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -229,9 +228,14 @@ class OneShotAlgorithm(pl.LightningModule):
         logits = self.evaluate(x)
         loss = self.task.loss(logits, y)
         self.val_loss(loss)
-        self.val_metric(logits, y)
         self.log("val/loss", self.val_loss, on_epoch=True)
-        self.log(f"val/{self.task.metric_name}", self.val_metric, prog_bar=True, on_epoch=True)
+        self._log_metrics("val", self.val_metrics, logits, y)
+
+    def _log_metrics(self, stage: str, metrics: nn.ModuleDict, output: torch.Tensor, y: torch.Tensor) -> None:
+        """Update and log the task's metrics as ``<stage>/<name>`` per epoch (the main one on the progress bar)."""
+        for name, metric in metrics.items():
+            metric(output, y)
+            self.log(f"{stage}/{name}", metric, prog_bar=name == self.task.metric_name, on_step=False, on_epoch=True)
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         """Output of the current best architecture (the supernet as it is, by default)."""

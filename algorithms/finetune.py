@@ -30,7 +30,8 @@ class FixedNetModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["net", "task"])
         self.hparams["task"] = self._hparams_initial["task"] = self.task.describe()  # plain data, as checkpoints
         self.net = net
-        self.metrics = nn.ModuleDict({f"{stage}_metric": self.task.metric() for stage in ("train", "val", "test")})
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": nn.ModuleDict(self.task.metrics())
+                                      for stage in ("train", "val", "test")})
         self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,11 +53,11 @@ class FixedNetModule(pl.LightningModule):
         else:
             logits, loss = out, self.task.loss(out, y)
         self.losses[f"{stage}_loss"](loss.detach())
-        self.metrics[f"{stage}_metric"](logits.detach(), y)
         self.log(f"{stage}/loss", self.losses[f"{stage}_loss"], prog_bar=stage == "train", on_epoch=True,
                  on_step=stage == "train")
-        self.log(f"{stage}/{self.task.metric_name}", self.metrics[f"{stage}_metric"], prog_bar=True, on_epoch=True,
-                 on_step=False)
+        for name, metric in self.metrics[f"{stage}_metrics"].items():
+            metric(logits.detach(), y)
+            self.log(f"{stage}/{name}", metric, prog_bar=name == self.task.metric_name, on_epoch=True, on_step=False)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

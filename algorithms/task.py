@@ -20,7 +20,7 @@ are read with ``weights_only=True``), which is also what a resume compares.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -64,13 +64,16 @@ class Task:
             name in ``METRICS``, or its class name in lower case.
         score_name: the name of the ranking score in summaries (SPOS's top-k table, ENAS's
             ``controller/<score_name>``, plots); default: ``metric_name``.
+        extra_metrics: more metrics to log, ``{name: metric}`` (names or factories as ``metric``),
+            logged as ``<stage>/<name>``; they do not rank architectures.
     """
 
     name = "custom"
 
     def __init__(self, loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  metric: str | Callable[[], Metric], *, higher_is_better: bool | None = None,
-                 metric_name: str | None = None, score_name: str | None = None) -> None:
+                 metric_name: str | None = None, score_name: str | None = None,
+                 extra_metrics: Mapping[str, str | Callable[[], Metric]] | None = None) -> None:
         if isinstance(loss, str):
             if loss not in LOSSES:
                 raise ValueError(f"loss={loss!r} is not a known loss; known: {', '.join(LOSSES)} (or give a callable "
@@ -81,19 +84,7 @@ class Task:
         else:
             raise ValueError(f"loss must be a loss name ({', '.join(LOSSES)}) or a callable loss(output, target), "
                              f"got {loss!r}")
-        if isinstance(metric, str):
-            if metric not in METRICS:
-                raise ValueError(f"metric={metric!r} is not a known metric; known: {', '.join(METRICS)} (or give a "
-                                 "torchmetrics Metric class or factory)")
-            factory = METRICS[metric]
-        elif callable(metric):
-            factory = metric
-        else:
-            raise ValueError(f"metric must be a metric name ({', '.join(METRICS)}) or a torchmetrics Metric class or "
-                             f"factory, got {metric!r}")
-        sample = factory()
-        if not isinstance(sample, Metric):
-            raise ValueError(f"metric={_name(metric)} made a {type(sample).__name__}, not a torchmetrics Metric")
+        factory, sample = _metric_factory(metric)
         declared = getattr(sample, "higher_is_better", None)
         if higher_is_better is not None and not isinstance(higher_is_better, bool):
             raise ValueError(f"higher_is_better must be true or false, got {higher_is_better!r}")
@@ -109,6 +100,14 @@ class Task:
         self.metric_name = metric_name or (metric if isinstance(metric, str) else type(sample).__name__.lower())
         self.score_name = score_name or self.metric_name
         self.higher_is_better = higher_is_better
+        self.extra_factories: dict[str, Callable[[], Metric]] = {}
+        for name, extra in (extra_metrics or {}).items():
+            if name == self.metric_name:
+                raise ValueError(f"extra_metrics: {name!r} is the name of the main metric; give it another")
+            try:
+                self.extra_factories[str(name)] = _metric_factory(extra)[0]
+            except ValueError as error:
+                raise ValueError(f"extra_metrics[{name!r}]: {error}") from None
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The training loss of ``output`` against ``target`` (a scalar)."""
@@ -117,6 +116,10 @@ class Task:
     def metric(self) -> Metric:
         """A fresh metric (logged as ``<stage>/<metric_name>``)."""
         return self.metric_factory()
+
+    def metrics(self) -> dict[str, Metric]:
+        """Fresh metrics to log, ``{name: metric}``: the main metric first, then ``extra_metrics``."""
+        return {self.metric_name: self.metric(), **{name: make() for name, make in self.extra_factories.items()}}
 
     @torch.no_grad()
     def evaluate(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
@@ -136,8 +139,9 @@ class Task:
 
     def describe(self) -> dict[str, Any]:
         """The task as plain data: what hyperparameters and checkpoints hold, and what a resume compares."""
+        extra = {"extra_metrics": sorted(self.extra_factories)} if self.extra_factories else {}
         return {"name": self.name, "loss": self.loss_name, "metric": self.metric_name,
-                "higher_is_better": self.higher_is_better}
+                "higher_is_better": self.higher_is_better, **extra}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
@@ -150,12 +154,12 @@ class ClassificationTask(Task):
     name = "classification"
 
     def __init__(self, num_classes: int = 10, loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-                 = "cross_entropy") -> None:
+                 = "cross_entropy", extra_metrics: Mapping[str, str | Callable[[], Metric]] | None = None) -> None:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
         self.num_classes = num_classes
         super().__init__(loss, functools.partial(MulticlassAccuracy, num_classes), higher_is_better=True,
-                         metric_name="acc", score_name="accuracy")
+                         metric_name="acc", score_name="accuracy", extra_metrics=extra_metrics)
 
     @torch.no_grad()
     def evaluate(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
@@ -178,14 +182,33 @@ class RegressionTask(Task):
     name = "regression"
 
     def __init__(self, loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "mse",
-                 metric: str | Callable[[], Metric] = "mse", higher_is_better: bool | None = None) -> None:
-        super().__init__(loss, metric, higher_is_better=higher_is_better)
+                 metric: str | Callable[[], Metric] = "mse", higher_is_better: bool | None = None,
+                 extra_metrics: Mapping[str, str | Callable[[], Metric]] | None = None) -> None:
+        super().__init__(loss, metric, higher_is_better=higher_is_better, extra_metrics=extra_metrics)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if output.shape != target.shape:
             raise ValueError(f"the network's output has shape {tuple(output.shape)} but the targets "
                              f"{tuple(target.shape)}: a regression task needs the same shape")
         return super().loss(output, target)
+
+
+def _metric_factory(metric: str | Callable[[], Metric]) -> tuple[Callable[[], Metric], Metric]:
+    """(factory, one metric it made) for a metric name or factory; anything else is a ValueError."""
+    if isinstance(metric, str):
+        if metric not in METRICS:
+            raise ValueError(f"metric={metric!r} is not a known metric; known: {', '.join(METRICS)} (or give a "
+                             "torchmetrics Metric class or factory)")
+        factory = METRICS[metric]
+    elif callable(metric):
+        factory = metric
+    else:
+        raise ValueError(f"metric must be a metric name ({', '.join(METRICS)}) or a torchmetrics Metric class or "
+                         f"factory, got {metric!r}")
+    sample = factory()
+    if not isinstance(sample, Metric):
+        raise ValueError(f"metric={_name(metric)} made a {type(sample).__name__}, not a torchmetrics Metric")
+    return factory, sample
 
 
 def resolve_task(task: Task | None, num_classes: int | None) -> Task:

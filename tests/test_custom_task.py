@@ -310,12 +310,51 @@ def test_spos_evolution_picks_the_best_candidate_in_the_metrics_direction(metric
     assert module.history[-1][f"best_{metric}"] == module.topk[0][metric]
 
 
+def test_extra_metrics_are_logged_next_to_the_ranking_metric():
+    """``extra_metrics`` are logged (``val/mae`` next to ``val/mse``) with the values computed by hand; ranking stays
+    on the main metric."""
+    torch.manual_seed(0)
+    task = RegressionTask(extra_metrics={"mae": "mae", "max_error": lambda: _MaxError()})
+    assert task.describe()["extra_metrics"] == ["mae", "max_error"]
+    module = SposModule(ActSpace(), task=task, example_input_shape=(4,), **SMALL["spos"])
+    x, y = generate_regression(24, seed=4, num_features=4)
+    trainer = _trainer(max_epochs=1)
+    trainer.validate(module, DataLoader(TensorDataset(x, y), batch_size=8), verbose=False)
+    with torch.no_grad():
+        out = module(x)
+    logged = trainer.callback_metrics
+    assert float(logged["val/mse"]) == pytest.approx(float(F.mse_loss(out, y)), rel=1e-5)
+    assert float(logged["val/mae"]) == pytest.approx(float((out - y).abs().mean()), rel=1e-5)
+    assert float(logged["val/max_error"]) == pytest.approx(float((out - y).abs().max()), rel=1e-6)
+
+
+class _MaxError(Metric):
+    higher_is_better = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("value", torch.zeros(()), dist_reduce_fx="max")
+
+    def update(self, output, target) -> None:
+        self.value = torch.maximum(self.value, (output - target).abs().max())
+
+    def compute(self):
+        return self.value
+
+
+def test_an_extra_metric_with_the_main_metrics_name_or_not_a_metric_is_refused():
+    with pytest.raises(ValueError, match=r"^extra_metrics: 'mse' is the name of the main metric; give it another$"):
+        RegressionTask(extra_metrics={"mse": "mae"})
+    with pytest.raises(ValueError, match=r"^extra_metrics\['bad'\]: metric='nope' is not a known metric; known: "):
+        RegressionTask(extra_metrics={"bad": "nope"})
+
+
 # -- fine-tuning ---------------------------------------------------------------------------------------------
 def test_finetuning_tests_with_the_tasks_metric():
     torch.manual_seed(0)
     space = MLPSpace(in_features=8, widths=(8,), depth=(1, 1))
     net = supernet.freeze(space, supernet.sample(space, seed=0))
-    module = FixedNetModule(net, task=RegressionTask(metric="mae"))
+    module = FixedNetModule(net, task=RegressionTask(metric="mae", extra_metrics={"mse": "mse"}))
     data = RegressionDataModule(num_train=64, num_test=40, batch_size=16)
     trainer = _trainer(max_epochs=1)
     trainer.fit(module, datamodule=data)
@@ -325,6 +364,7 @@ def test_finetuning_tests_with_the_tasks_metric():
     with torch.no_grad():
         assert results["test/mae"] == pytest.approx(float((net(x) - y).abs().mean()), rel=1e-5)
         per_batch = [float(F.mse_loss(net(x[i:i + 16]), y[i:i + 16])) for i in range(0, len(x), 16)]
+        assert results["test/mse"] == pytest.approx(float(F.mse_loss(net(x), y)), rel=1e-5)
     assert results["test/loss"] == pytest.approx(sum(per_batch) / len(per_batch), rel=1e-5)  # MeanMetric of batches
 
 
