@@ -139,7 +139,7 @@ def test_every_readme_command_line_composes(command):
 # a run here has the README's line, then: a search folder for <run>, small sizes and one batch per stage
 RUN_SUBSTITUTIONS = {"outputs/search/<run>": "{run}", "<run>": "{run}"}
 SMALL = {"nasnet": ["space.width=4", "space.num_cells=3"],
-         "mobilenetv3": ["space.width_multipliers=[0.25]", "space.depth_range=[1,2]"]}
+         "mobilenetv3": ["+space.width_multipliers=0.25", "+space.depth_range=[1,2]"]}
 
 
 @pytest.fixture(scope="module")
@@ -168,4 +168,14 @@ def test_readme_command_lines_run(command, search_run, tmp_path):
     where = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
     mode = next((a.split("=", 1)[1] for a in args if a.startswith("mode=")), "search")
     debug = [] if mode in ("space", "export") else ["debug=fdr"]
-    cli([*args, *small, *debug, f"{where}={tmp_path / 'out'}"], tmp_path)
+    out = tmp_path / "out"
+    stdout = cli([*args, *small, *debug, f"{where}={out}"], tmp_path)
+    if mode == "space":
+        assert "architectures" in stdout
+    elif mode == "export":  # the search's own architecture again
+        assert json.loads((out / "arch.json").read_text()) == json.loads((search_run / "arch.json").read_text())
+    elif mode == "finetune":
+        assert '"params"' in stdout and '"flops"' in stdout
+    else:  # a search, or a sweep of searches: one exported architecture per job
+        jobs = len(overrides(command))
+        assert len(list(out.glob("arch.json" if jobs == 1 else "*/arch.json"))) == jobs
