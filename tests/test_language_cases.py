@@ -276,6 +276,27 @@ def test_tuple_valued_candidates_convert_into_every_family(family):
     assert state.space.validate(exported) == exported and type(exported["k"]) is tuple
 
 
+
+def test_a_differentiable_supernet_over_tuple_kernels_with_saturated_weights_computes_the_path_sampling_output():
+    """Unpinned: every (kh, kw) runs on its slice of the (5, 5) weight and the outputs are mixed; with the
+    weights saturated on one architecture the mixture is that architecture's output (zero-padded to 8)."""
+    from supernet.oneshot import convert
+
+    torch.manual_seed(0)
+    sampling, sampling_state = convert(_TupleSpace(), "path_sampling")
+    mixing, mixing_state = convert(_TupleSpace(), "differentiable")
+    mixing.load_state_dict(sampling.state_dict())
+    x = torch.randn(2, 3, 7, 7)
+    for arch in _TUPLE_ARCHS:
+        sampling_state.set_arch(arch)
+        with torch.no_grad():
+            for label in mixing_state.labels():
+                mixing_state.alpha_of(label).fill_(-1e4)[mixing_state.alpha_values(label).index(arch[label])] = 0
+        expected = sampling(x)
+        mixed = mixing(x)
+        torch.testing.assert_close(mixed[:, :expected.shape[1]], expected)
+        assert not mixed[:, expected.shape[1]:].any()
+
 # -- item 4: candidates returning tuples that contain None ------------------------------------------
 class _Affine(torch.nn.Module):
     """``(scale * x + shift, None)``: an output and an absent extra (as attention returns its weights)."""
