@@ -111,7 +111,13 @@ class Task:
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The training loss of ``output`` against ``target`` (a scalar)."""
-        return self.loss_fn(output, target)
+        loss = self.loss_fn(output, target)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else \
+                f"a {type(loss).__name__}"
+            raise ValueError(f"the loss {self.loss_name} returned {got}; a loss must be a scalar tensor "
+                             "(reduce it, e.g. reduction='mean')")
+        return loss
 
     def metric(self) -> Metric:
         """A fresh metric (logged as ``<stage>/<metric_name>``)."""

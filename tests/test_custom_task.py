@@ -160,6 +160,13 @@ def test_a_bad_loss_or_metric_is_one_error_naming_it_and_what_is_allowed(kwargs,
         Task(**kwargs)
 
 
+def test_a_loss_that_is_not_a_scalar_is_one_error_naming_its_shape():
+    task = Task(torch.nn.L1Loss(reduction="none"), "mae")
+    with pytest.raises(ValueError, match=r"^the loss torch.nn.modules.loss.L1Loss returned a tensor of shape \(4, 1\); "
+                                         r"a loss must be a scalar tensor \(reduce it, e.g. reduction='mean'\)$"):
+        task.loss(torch.zeros(4, 1), torch.ones(4, 1))
+
+
 def test_num_classes_contradicting_the_task_is_refused():
     with pytest.raises(ValueError, match=r"^num_classes=10 contradicts task=RegressionTask\("):
         SposModule(ActSpace(), task=RegressionTask(), num_classes=10)
