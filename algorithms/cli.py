@@ -60,13 +60,13 @@ def train(cfg: DictConfig, out: str | os.PathLike) -> float | None:
 
 
 def _no_vendor_tip(record: logging.LogRecord) -> bool:
-    return "litlogger" not in record.getMessage()
+    return not record.getMessage().startswith("💡 Tip:")  # Lightning's ads for litlogger and litmodels
 
 
 def quiet_vendor_messages() -> None:
     """Drop two messages a run cannot act on (idempotent): torch's FutureWarning that ``LeafSpec`` is
     deprecated, raised by Lightning's own CombinedLoader on every fit (only from that module), and Lightning's
-    advertisement for its cloud logger. Lightning's other lines and every other warning are kept."""
+    tips advertising its cloud logger and model registry. Its other lines and every other warning are kept."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning, module=r"pytorch_lightning\.utilities\._pytree")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_vendor_tip)

@@ -1,9 +1,10 @@
 """A normal run prints no deprecation warnings and no vendor tips (issue 18, item 7).
 
-Two messages are dropped because a run cannot act on them: torch's FutureWarning about ``LeafSpec``,
-which Lightning's own CombinedLoader triggers on every fit, and Lightning's advertisement for its cloud
-logger ("💡 Tip: ... litlogger"). Lightning's other lines (the devices, a batch count below the logging
-interval, a dataloader with few workers) say something true about the run and are kept.
+Three messages are dropped because a run cannot act on them: torch's FutureWarning about ``LeafSpec``,
+which Lightning's own CombinedLoader triggers on every fit, and Lightning's two tips advertising its cloud
+logger and model registry ("💡 Tip: ... litlogger", "... litmodels"). Lightning's other lines (the devices,
+a batch count below the logging interval, a dataloader with few workers) say something true about the run
+and are kept.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def test_lightnings_leafspec_deprecation_is_silenced_and_other_future_warnings_a
                                                 "something else is deprecated"]
 
 
-def test_lightnings_cloud_logger_tip_is_dropped_and_its_device_lines_kept(caplog):
+def test_lightnings_tips_are_dropped_and_its_device_lines_kept(caplog, tmp_path):
     import pytorch_lightning as pl
 
     log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
@@ -67,9 +68,9 @@ def test_lightnings_cloud_logger_tip_is_dropped_and_its_device_lines_kept(caplog
     quiet_vendor_messages()
     quiet_vendor_messages()  # twice (a multirun calls it per job): one filter
     assert len(log.filters) == before + 1
-    with caplog.at_level(logging.INFO):
-        pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, accelerator="cpu")
+    with caplog.at_level(logging.INFO):  # no logger and a default checkpoint: the litlogger and litmodels tips
+        pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                   default_root_dir=tmp_path)
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("GPU available:") for m in messages), messages
     assert not noise("\n".join(messages)), messages
