@@ -68,7 +68,7 @@ def test_lightnings_tips_are_dropped_and_its_device_lines_kept(caplog, tmp_path)
     quiet_vendor_messages()
     quiet_vendor_messages()  # twice (a multirun calls it per job): one filter
     assert len(log.filters) == before + 1
-    with caplog.at_level(logging.INFO):  # no logger and a default checkpoint: the litlogger and litmodels tips
+    with caplog.at_level(logging.INFO):  # no logger: the litlogger tip (litmodels's comes with a fit)
         pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                    default_root_dir=tmp_path)
     messages = [r.getMessage() for r in caplog.records]
