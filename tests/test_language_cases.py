@@ -530,3 +530,12 @@ def test_an_nds_space_takes_num_cells_as_a_value_choice():
     assert net(_IMAGES).shape == (2, 10)
     with pytest.raises(TypeError, match=r"num_cells must be an int, a list of ints or a ValueChoice.*cells \* 2"):
         _nds("darts", nn.ValueChoice([4, 6], label="cells") * 2)
+
+
+def test_fixed_arch_reads_a_list_for_a_tuple_valued_model_parameter_choice_as_declared():
+    """``fixed_arch`` with a JSON architecture (tuples read as lists), no space given: the ModelParameterChoice
+    gives back the declared tuple, as a ValueChoice does."""
+    with supernet.fixed_arch(json.loads('{"k": [5, 1]}')):
+        assert _ParameterSpace().conv.kernel_size == (5, 1)
+    with supernet.fixed_arch({"k": [5, 5]}), pytest.raises(ValueError, match=r"invalid value \[5, 5\] for 'k'"):
+        _ParameterSpace()

@@ -112,9 +112,11 @@ def lookup_fixed(arch: Mapping[str, Any], label: str, options: Sequence[Any]) ->
     """``arch[label]`` checked against ``options``; a clear error names the label otherwise."""
     if label not in arch:
         raise ValueError(f"the architecture has no value for {label!r}; allowed: {list(options)}")
-    value = arch[label]
+    from supernet.primitives.value_choice import as_declared
+
+    value = as_declared(arch[label], list(options))  # fixed_arch reads tuples as lists, as JSON does
     if not any(value == o for o in options):
-        raise ValueError(f"invalid value {value!r} for {label!r}; allowed: {list(options)}")
+        raise ValueError(f"invalid value {arch[label]!r} for {label!r}; allowed: {list(options)}")
     return value
 
 

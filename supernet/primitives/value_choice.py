@@ -283,8 +283,6 @@ class ValueChoice(ValueChoiceX, metaclass=FixableMeta):
                      prior: Sequence[float] | None = None, label: str | None = None) -> Any:
         label = auto_label("value_choice", label)
         candidates = _check_candidates(candidates, label)
-        if label in fixed:  # fixed_arch reads tuples as lists (as JSON does): give back the declared candidate
-            fixed = {label: as_declared(fixed[label], candidates)}
         return callable_value(lookup_fixed(fixed, label, candidates))
 
     def __init__(self, candidates: Sequence[Any], *, prior: Sequence[float] | None = None,
