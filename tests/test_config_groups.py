@@ -140,7 +140,9 @@ def test_a_sweep_job_returns_the_optimized_metric(tmp_path):
                            f"+hydra.callbacks.record={{_target_:tests.test_config_groups.RecordReturn,path:'{record}'}}"],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    (metrics,) = (tmp_path / "sweep").rglob("logs/search/metrics.csv")  # the job's folder: 0_<overrides>
+    (metrics,) = (tmp_path / "sweep").rglob("logs/search/metrics.csv")
+    # the job's folder is its number, one level down, whatever the override values hold ('/' in val/acc)
+    assert metrics.relative_to(tmp_path / "sweep").parts == ("0", "logs", "search", "metrics.csv")
     with open(metrics) as f:
         logged = [float(row["val/acc"]) for row in csv.DictReader(f) if row["val/acc"]]
     assert float(record.read_text()) == pytest.approx(logged[-1], abs=1e-7)
