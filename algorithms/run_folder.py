@@ -32,7 +32,7 @@ __all__ = ["LOCK", "RUN_FILES", "RunFolderError", "RunFolderGuard", "check_free"
 LOCK = "run.lock"
 # what a run writes into its folder: any of them means the folder holds a run
 RUN_FILES = ("arch.json", "checkpoints", "finetune", LOCK, ".hydra", "logs", "tensorboard", "search_space.json",
-             "multirun.yaml")
+             "multirun.yaml", "wandb", "mlruns")  # the last two: the optional loggers' folders (configs/logger/)
 
 
 class RunFolderError(Exception):

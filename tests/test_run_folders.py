@@ -145,3 +145,13 @@ def test_ctrl_c_leaves_a_checkpoint_and_prints_the_command_that_resumes_it(epoch
     resumed = train(*again, f"hydra.run.dir={tmp_path / 'resumed'}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (tmp_path / "resumed" / "arch.json").exists()
+
+
+@pytest.mark.parametrize("logger_folder", ["wandb", "mlruns"])
+def test_a_folder_holding_only_an_optional_loggers_run_is_taken(logger_folder, tmp_path):
+    """A run logged only by wandb or mlflow (logger=wandb / logger=mlflow) still holds the folder."""
+    from algorithms.run_folder import check_free
+
+    (tmp_path / logger_folder).mkdir()
+    with pytest.raises(RunFolderError, match=logger_folder):
+        check_free(tmp_path)
