@@ -291,8 +291,14 @@ class SposModule(OneShotAlgorithm):
             a, b = rng.sample(parents, 2) if len(parents) > 1 else (parents[0], parents[0])
             return {k: (a if rng.random() < 0.5 else b)[k] for k in a}
 
-        def random_fill(size: int) -> int:  # the authors' get_random: new random candidates up to ``population``
-            return size + add(self.sample_uniform, hp.population - size, (hp.population - size) * hp.max_sampling_tries)
+        def random_fill(size: int) -> int:
+            """The authors' get_random: new random candidates up to ``population``. Their loop has no end on a
+            space with fewer networks than that; here ``max_sampling_tries`` fruitless draws in a row end it."""
+            added = fruitless = 0
+            while size + added < hp.population and fruitless < hp.max_sampling_tries:
+                new = admit(self.sample_uniform())
+                added, fruitless = added + new, 0 if new else fruitless + 1
+            return size + added
 
         def record(size: int) -> list[dict[str, Any]]:
             if not scored:

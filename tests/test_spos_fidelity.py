@@ -186,3 +186,19 @@ def test_spos_search_leaves_the_best_candidates_batchnorm_statistics():
     with torch.no_grad():
         correct = sum(int((net(x).argmax(-1) == y).sum()) for x, y in evaluation)
     assert correct / sum(y.numel() for _, y in evaluation) == module.topk[0]["accuracy"]
+
+
+def test_spos_evolution_on_an_exhausted_space_gives_up_after_max_sampling_tries_draws_in_a_row():
+    """Once every network has been scored, each random top-up stops after ``max_sampling_tries`` fruitless
+    draws in a row (not ``max_sampling_tries`` per missing candidate, which spent minutes on small spaces)."""
+    tries, generations = 50, 5
+    module = SposModule(ChainSpace(layers=2, kinds=3), population=20, generations=generations, topk=2,
+                        example_input_shape=(2, 4, 4), bn_calibration_batches=1, eval_batches=1,
+                        max_sampling_tries=tries)
+    draws = []
+    sample = module.sample_uniform
+    module.sample_uniform = lambda: draws.append(1) or sample()
+    module.search(_loader())
+    # 9 networks: the first fill finds them (at most a few hundred draws on 9 outcomes), then at most
+    # ``tries`` fruitless draws per fill; before: (20 - 9) * 50 = 550 per generation
+    assert len(draws) <= 300 + (generations + 1) * tries
