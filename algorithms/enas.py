@@ -155,7 +155,7 @@ class EnasModule(OneShotAlgorithm):
         raise RuntimeError(f"the controller drew no architecture meeting the space's constraints in {tries} tries")
 
     @torch.no_grad()
-    def validation_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def validation_score(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """The task's score (accuracy, for classification) of the sampled architecture on ``(x, y)``, in the
         supernet's current mode."""
         return self.task.evaluate([(self(x), y)])
@@ -170,7 +170,7 @@ class EnasModule(OneShotAlgorithm):
         # controller: one REINFORCE sample on the validation half, its gradient added to the aggregate's mean
         arch, log_prob, entropy, skip = self._sample()
         self.arch.set_arch(arch)
-        score = self.validation_accuracy(x_val, y_val)
+        score = self.validation_score(x_val, y_val)
         reward = self.task.fitness(score) + hp.entropy_weight * entropy.detach()
         if not bool(self.baseline_started):  # start from the first reward, not from zero
             self.baseline.copy_(reward)

@@ -255,14 +255,14 @@ def test_enas_reward_is_minus_the_mse_and_export_picks_the_lowest_mse():
     module = EnasModule(ActSpace(), task=RegressionTask(), entropy_weight=0.0, controller_aggregate=1,
                         export_samples=6, export_batches=2)
     scores: list[tuple[float, float]] = []
-    score = module.validation_accuracy
+    score = module.validation_score
 
     def recording(x, y):
         by_hand = float(F.mse_loss(module(x), y))
         value = score(x, y)
         scores.append((value, by_hand))
         return value
-    module.validation_accuracy = recording
+    module.validation_score = recording
     logged = _LoggedAt()
     _trainer(max_steps=1, callbacks=[logged]).fit(module, train_dataloaders=_search_loader())
     (value, by_hand), = scores

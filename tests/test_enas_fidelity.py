@@ -85,13 +85,13 @@ def _record_samples(module: EnasModule) -> list[dict]:
 
 def _record_accuracies(module: EnasModule) -> list[float]:
     accuracies: list[float] = []
-    accuracy = module.validation_accuracy
+    accuracy = module.validation_score
 
     def recording(*args, **kwargs):
         value = accuracy(*args, **kwargs)
         accuracies.append(float(value))
         return value
-    module.validation_accuracy = recording
+    module.validation_score = recording
     return accuracies
 
 
