@@ -17,15 +17,15 @@ from __future__ import annotations
 import difflib
 import errno
 import json
-import logging
 import os
 import shlex
 import sys
-import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+
+from algorithms.quiet import quiet_vendor_messages
 
 # errors of the disk or the folder rather than of the program: one line, not a traceback
 DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
@@ -57,19 +57,6 @@ def train(cfg: DictConfig, out: str | os.PathLike) -> float | None:
         metrics = [k for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         raise UserError(f"optimized_metric={name!r} is not a metric of this run; it has: {', '.join(metrics)}")
     return float(summary[name])
-
-
-def _no_vendor_tip(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("💡 Tip:")  # Lightning's ads for litlogger and litmodels
-
-
-def quiet_vendor_messages() -> None:
-    """Drop two messages a run cannot act on (idempotent): torch's FutureWarning that ``LeafSpec`` is
-    deprecated, raised by Lightning's own CombinedLoader on every fit (only from that module), and Lightning's
-    tips advertising its cloud logger and model registry. Its other lines and every other warning are kept."""
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                            category=FutureWarning, module=r"pytorch_lightning\.utilities\._pytree")
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_vendor_tip)
 
 
 def first_line(error: BaseException) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from algorithms.cli import quiet_vendor_messages
+from algorithms.quiet import quiet_vendor_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--config-dir", str(ROOT / "tests" / "configs"), "space=tiny", "data=random", "trainer=cpu",
@@ -63,7 +63,10 @@ def test_lightnings_leafspec_deprecation_is_silenced_and_other_future_warnings_a
 def test_lightnings_tips_are_dropped_and_its_device_lines_kept(caplog, tmp_path):
     import pytorch_lightning as pl
 
+    from algorithms.quiet import _no_vendor_tip
+
     log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    log.removeFilter(_no_vendor_tip)  # importing algorithms installed it already (the fixture puts it back)
     before = len(log.filters)
     quiet_vendor_messages()
     quiet_vendor_messages()  # twice (a multirun calls it per job): one filter
@@ -187,3 +190,33 @@ def test_the_readme_space_prints_its_choices_in_torch_layout():
         "  (skip): InputChoice(n_candidates=2, n_chosen=None, reduction='sum', label='skip')",
         ")",
     ]
+
+
+API_RUN = """
+import torch, pytorch_lightning as pl
+import supernet.nn as nn
+from algorithms import DartsModule
+
+class Space(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.op = nn.LayerChoice([nn.Linear(4, 3), nn.Sequential(nn.Linear(4, 3), nn.ReLU())], label="op")
+
+    def forward(self, x):
+        return self.op(x)
+
+data = torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randint(0, 3, (32,)))
+trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(DartsModule(Space(), num_classes=3), torch.utils.data.DataLoader(data, batch_size=8))
+print("done")
+"""
+
+
+def test_a_search_through_the_python_api_prints_no_deprecations_or_tips():
+    """The README's Python route (import algorithms, pl.Trainer(...).fit) is as quiet as the CLI."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"} | {"OMP_NUM_THREADS": "1",
+                                                                           "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", API_RUN], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+    assert noise(done.stdout + done.stderr) == []
