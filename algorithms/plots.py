@@ -91,6 +91,7 @@ def draw_arch_weights(steps: Sequence[int], history: Sequence[Mapping[str, Seque
             ax.legend(fontsize=6, loc="best", framealpha=0.7)
     for ax in flat[:panels]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)  # values as they are, not "1e-5 + 3.465"
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in flat[panels:]:
@@ -131,6 +132,7 @@ def draw_curves(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequenc
                     label=label, color=_colour(i, len(series)))
         ax.set_title(name, fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
@@ -360,7 +362,7 @@ def draw_choices(arch: Mapping[str, Any], max_rows: int = 240, rows_per_column: 
         rows = items[c * per_column:(c + 1) * per_column]
         if not rows:
             continue
-        table = ax.table(cellText=[list(r) for r in rows], colLabels=["decision", "chosen"], loc="upper center",
+        table = ax.table(cellText=[list(r) for r in rows], colLabels=["decision", "chosen"], loc="center",
                          cellLoc="left")
         table.auto_set_font_size(False)
         table.set_fontsize(8)
