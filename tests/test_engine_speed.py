@@ -296,3 +296,24 @@ def test_proxyless_arch_step_computes_no_weight_gradient():
     _proxyless_fit(module, [])
     assert outside and not any(outside), "weight gradients computed in the architecture step"
     assert all(p.requires_grad for p in module.supernet.parameters())
+
+
+def test_binary_gate_other_path_runs_under_the_forward_autocast():
+    # backward does not inherit autocast: the other sampled path, computed there, must see what the active
+    # path saw (a bf16 input, fp32 weights) and give the two-path gradient from its bf16 output
+    torch.manual_seed(1)
+    candidates = [torch.nn.Linear(3, 3) for _ in range(3)]
+    net, state = convert(nn.Sequential(torch.nn.Linear(3, 3), nn.LayerChoice(candidates, label="op")), "binary_gate")
+    state.gate_paths, state.arch_gradients = {"op": ["0", "2"]}, True
+    state.set_arch({"op": "2"})
+    x = torch.randn(4, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+        h = net[0](x)
+        outputs = [candidates[j](h).float() for j in (0, 2)]
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    p = torch.softmax(state.alpha_of("op").detach()[[0, 2]], 0)
+    dots = [float(o.sum()) for o in outputs]
+    expected = [sum(dots[m] * p[m] * (float(n == m) - p[n]) for m in range(2)) for n in range(2)]
+    torch.testing.assert_close(state.alpha_of("op").grad[[0, 2]], torch.tensor(expected), rtol=2e-2, atol=1e-3)

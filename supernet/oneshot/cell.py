@@ -260,9 +260,10 @@ class DifferentiableCell(_EdgeCell):
                 outputs.append(out)
         count = len(self.op_names)  # the zero operator (last weight) has no output
         mixing = torch.cat([w[:count] for w in weights])
-        if all(isinstance(o, torch.Tensor) and o.shape == outputs[0].shape for o in outputs):
+        first = outputs[0]
+        if all(isinstance(o, torch.Tensor) and o.shape == first.shape and o.dtype == first.dtype for o in outputs):
             return _WeightedSum.apply(mixing, *outputs)
-        return weighted_sum(mixing, outputs.__getitem__, len(outputs), False)  # tuples or broadcasting
+        return weighted_sum(mixing, outputs.__getitem__, len(outputs), False)  # tuples, broadcasting, mixed dtypes
 
     def _pinned_node_output(self, node: int, states: list[Any], weights: list[torch.Tensor], edges: Any) -> Any:
         total = None
