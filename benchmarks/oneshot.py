@@ -127,7 +127,11 @@ to be met). Its time has no ratio: the reference toolkit is not installed here.
 `torch.cuda.max_memory_allocated`, a `torch.cuda.synchronize()` after each step, bf16 by autocast
 around the forward pass and the loss, channels_last for networks and inputs. The flags run on CPU
 (tests/test_benchmarks.py runs ShuffleNet with `--bf16 --channels-last`); the CUDA branch was
-checked by reading only.
+checked by reading only. One defect remains under `--bf16`: ProxylessNAS on MobileNetV3 fails ("mat1
+and mat2 must have the same dtype, but got BFloat16 and Float") because the entangled units' gates
+compute the other value during backward outside autocast; the cell, LayerChoice, InputChoice and
+Repeat gates now rerun under the forward pass's autocast state (`binary_gate._as_in_forward`), the
+entangled units (supernet/oneshot/entangled.py) need the same.
 
 **torch.compile.** `python -m benchmarks.oneshot --compile-check` compiles a tiny path-sampling
 supernet (a LayerChoice of two convolutions and a Linear with a ValueChoice width) and runs forward
