@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from torch import nn
 
 from supernet.oneshot.cell import _EdgeCell
@@ -43,22 +42,6 @@ def frozen_weights(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def _as_in_forward(compute: Any) -> Any:
-    """``compute`` to be run later, during backward, under the autocast state of now (forward): backward
-    does not inherit it, and the other paths must see what the active one saw (bf16 inputs, fp32 weights)."""
-    states = [(d, torch.get_autocast_dtype(d)) for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
-    if not states:
-        return compute
-
-    def run(*args: Any) -> Any:
-        with contextlib.ExitStack() as stack:
-            for device, dtype in states:
-                stack.enter_context(torch.autocast(device, dtype=dtype))
-            return compute(*args)
-
-    return run
-
-
 class _Argmax:
     _state: ArchState
     label: str
@@ -77,7 +60,7 @@ class BinaryGateLayerChoice(_Argmax, SwappedMixedOp, LayerChoice):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         active = self._state.arch[self.label]
         output = self[active](*args, **kwargs)
-        return self._state.gate(self.label, output, _as_in_forward(lambda name: self[name](*args, **kwargs)))
+        return self._state.gate(self.label, output, lambda name: self[name](*args, **kwargs))
 
 
 class BinaryGateInputChoice(_Argmax, SwappedMixedOp, InputChoice):
@@ -99,7 +82,7 @@ class BinaryGateInputChoice(_Argmax, SwappedMixedOp, InputChoice):
         def compute(chosen: list[int]) -> Any:
             return reduce_inputs([candidate_inputs[i] for i in chosen], self.reduction)
 
-        return self._state.gate(self.label, compute(self._state.arch[self.label]), _as_in_forward(compute))
+        return self._state.gate(self.label, compute(self._state.arch[self.label]), compute)
 
 
 class BinaryGateRepeat(_Argmax, SwappedMixedOp, Repeat):
@@ -124,7 +107,7 @@ class BinaryGateRepeat(_Argmax, SwappedMixedOp, Repeat):
                 out = block(out)
             return out
 
-        return self._state.gate(self.label, outputs[-1], _as_in_forward(compute))
+        return self._state.gate(self.label, outputs[-1], compute)
 
     def export_arch(self) -> dict[str, Any]:
         return _Argmax.export_arch(self) if self.depth_choice is not None else {}
@@ -152,7 +135,7 @@ class BinaryGateCell(_EdgeCell):
                         inputs: tuple[Any, ...] = tuple(states)) -> Any:  # the list grows; keep what is upstream
                 return edges[j][value](inputs[j]) if label == op_label else edges[value[0]][name](inputs[value[0]])
 
-            out = self._state.gates([op_label, input_label], edges[j][name](states[j]), _as_in_forward(compute))
+            out = self._state.gates([op_label, input_label], edges[j][name](states[j]), compute)
             total = out if total is None else total + out
         return total
 

@@ -8,6 +8,7 @@ weights to exact one-hot values with ``set_weights``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -54,6 +55,22 @@ class _GateGradient(torch.autograd.Function):
                 dots.append((grad.float() * output.float()).sum())
         ctx.compute = None  # it holds inputs of the mixed op; release them with the graph
         return torch.stack(dots).to(ctx.dtype), grad, None, None
+
+
+def _as_in_forward(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """``compute`` to be run later, during backward, under the autocast state of now (forward): backward
+    does not inherit it, and the other paths must see what the active one saw (bf16 inputs, fp32 weights)."""
+    states = [(d, torch.get_autocast_dtype(d)) for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
+    if not states:
+        return compute
+
+    def run(*args: Any) -> Any:
+        with contextlib.ExitStack() as stack:
+            for device, dtype in states:
+                stack.enter_context(torch.autocast(device, dtype=dtype))
+            return compute(*args)
+
+    return run
 
 
 def _key(label: str) -> str:
@@ -201,14 +218,15 @@ class ArchState(nn.Module):
         """Add the binary-gate gradients of ``labels`` to the active path's output.
 
         ``compute(label, value)`` gives the output with ``label`` at ``value`` and the other
-        labels active; it runs without autograd, during backward, so forward keeps only the
-        active path's activations. The value stays the active output; the gradient reaching
-        ``alpha[label]`` is the ProxylessNAS estimate ``sum_j dL/dg_j * p_j (delta_ij - p_i)``
-        over the sampled paths, with ``dL/dg_j = <dL/dy, y_j>``.
+        labels active; it runs without autograd, during backward (under the forward's autocast
+        state), so forward keeps only the active path's activations. The value stays the active
+        output; the gradient reaching ``alpha[label]`` is the ProxylessNAS estimate
+        ``sum_j dL/dg_j * p_j (delta_ij - p_i)`` over the sampled paths, with ``dL/dg_j = <dL/dy, y_j>``.
         """
         labels = [label for label in labels if label in self.gate_paths]
         if not (self.arch_gradients and torch.is_grad_enabled()) or not labels:
             return active_output
+        compute = _as_in_forward(compute)  # every mixed op's other paths, run in backward, see the forward's autocast
         probs, paths = [], []
         for label in labels:
             values = self.alpha_values(label)
