@@ -343,3 +343,23 @@ def test_binary_gates_of_entangled_units_run_under_bf16_autocast_with_the_fp32_g
         assert fp32[label].abs().max() > 0
         torch.testing.assert_close(bf16[label], fp32[label], rtol=3e-2, atol=3e-2 * float(fp32[label].abs().max()))
 
+
+
+def test_an_in_place_op_after_a_gated_unit_leaves_the_gate_gradient_exact():
+    # the gate keeps the active output for its backward, so the output it passes on must be a separate tensor:
+    # a view would make ReLU(inplace=True) an error, an alias would let it overwrite what the gate needs
+    torch.manual_seed(4)
+    width, kernel = nn.ValueChoice([4, 8], label="width"), nn.ValueChoice([3, 5], label="kernel")
+    net, state = convert(nn.Sequential(torch.nn.Conv2d(3, 3, 1), nn.Conv2d(3, width, kernel, padding=(kernel - 1) // 2),
+                                       torch.nn.ReLU(inplace=True)), "binary_gate")
+    state.gate_paths, state.arch_gradients = {"width": [4, 8], "kernel": [3, 5]}, True
+    state.set_arch({"width": 8, "kernel": 3})
+    x = torch.randn(2, 3, 6, 6)
+    grads = []
+    for inplace in (True, False):
+        net[2].inplace = inplace
+        state.alpha.zero_grad()
+        (net(x) - 0.1).square().sum().backward()
+        grads.append([state.alpha_of(label).grad.clone() for label in ("width", "kernel")])
+    assert all(g.abs().max() > 0 for g in grads[1])
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

@@ -43,7 +43,10 @@ class _GateGradient(torch.autograd.Function):
                 compute: Callable[[str, Any], Any]) -> torch.Tensor:
         ctx.paths, ctx.compute, ctx.dtype = paths, compute, probs.dtype
         ctx.save_for_backward(active_output)
-        return active_output.clone()  # a fresh tensor: later layers may modify it in place
+        # A separate tensor (one activation more per gate, in architecture steps only): later layers may modify
+        # the output in place (BatchNorm -> ReLU(inplace=True)); a returned view would make that an error and an
+        # alias would overwrite the saved active output (tests/test_engine_speed.py, in-place test)
+        return active_output.clone()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
