@@ -363,3 +363,33 @@ def test_an_in_place_op_after_a_gated_unit_leaves_the_gate_gradient_exact():
         grads.append([state.alpha_of(label).grad.clone() for label in ("width", "kernel")])
     assert all(g.abs().max() > 0 for g in grads[1])
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+
+
+def test_a_label_on_entangled_units_gets_the_sum_of_their_two_path_estimates():
+    # the documented deviation (docs/algorithms.md): each weight-entangled unit a label reaches has its own gate
+    # (the authors gate whole blocks), so the label's gradient sums one two-path estimate per unit, each unit's
+    # other value computed on its active input
+    import torch.nn.functional as F  # noqa: N812
+
+    torch.manual_seed(5)
+    width = nn.ValueChoice([4, 8], label="w")
+    # tanh between: with a linear (or ReLU) link the two units' estimates would be equal
+    net, state = convert(nn.Sequential(nn.Conv2d(3, width, 3, padding=1), torch.nn.Tanh(), nn.Conv2d(width, 4, 1)),
+                         "binary_gate")
+    state.gate_paths, state.arch_gradients = {"w": [4, 8]}, True
+    state.set_arch({"w": 8})
+    x = torch.randn(2, 3, 5, 5)
+    (net(x) - 0.1).square().sum().backward()
+
+    (w1, b1), (w2, b2) = [(m.weight.detach(), m.bias.detach()) for m in (net[0], net[2])]
+    z1 = F.conv2d(x, w1, b1, padding=1).requires_grad_()
+    z2 = F.conv2d(z1.tanh(), w2, b2)
+    loss = (z2 - 0.1).square().sum()
+    g1, g2 = torch.autograd.grad(loss, [z1, z2])
+    z1_narrow = torch.cat([F.conv2d(x, w1[:4], b1[:4], padding=1), torch.zeros(2, 4, 5, 5)], 1)
+    z2_narrow = F.conv2d(z1.detach()[:, :4].tanh(), w2[:, :4], b2)
+    dots = [[float((g1 * z1_narrow).sum()), float((g1 * z1.detach()).sum())],
+            [float((g2 * z2_narrow).sum()), float((g2 * z2.detach()).sum())]]
+    p = torch.softmax(state.alpha_of("w").detach(), 0)
+    expected = [sum(d[m] * p[m] * (float(m == n) - p[n]) for d in dots for m in range(2)) for n in range(2)]
+    torch.testing.assert_close(state.alpha_of("w").grad, torch.tensor(expected), rtol=1e-4, atol=1e-6)

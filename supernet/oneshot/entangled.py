@@ -262,6 +262,15 @@ class _MixedUnit(BasicUnit):
         return self.forward_mixed(mixture, *args, **kwargs)
 
     def _forward_binary_gate(self, *args: Any, **kwargs: Any) -> Any:
+        """The active values' output, gated for each of the unit's labels (``ArchState.gates``).
+
+        A deviation from the authors: their MixedEdge gates a whole candidate block (proxylessnas
+        search/models/super_nets/super_proxyless.py, one MixedEdge over whole MBConv candidates), so a
+        label's gradient is one two-path estimate on the block's output. Here each weight-entangled
+        unit (every conv, BatchNorm, ... a label reaches) has its own gate, and the label's gradient is
+        the sum of the per-unit two-path estimates, each with the other units at their active values.
+        A LayerChoice over whole blocks (as hub.ProxylessNAS has) is the authors' estimator exactly.
+        """
         state = self._state
         arch = dict(state.arch)
         output = self.forward_with(arch, *args, **kwargs)
