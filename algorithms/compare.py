@@ -38,7 +38,8 @@ def describe(arch: Mapping[str, Any]) -> str:
 def random_baseline(cfg: DictConfig, out: Path, space: torch.nn.Module, found: Mapping[str, Any]
                     ) -> tuple[dict[str, Any], str]:
     """Fine-tune ``supernet.sample(space, seed=cfg.seed)`` exactly as the found architecture was (the same
-    ``finetune`` settings, data and seed), in ``out/random``; returns its summary and the comparison line."""
+    ``finetune`` settings, data and seed), in ``out/random`` (its ``arch.json`` and fine-tuning results);
+    returns its summary and the comparison line."""
     from algorithms.tasks import _finetune_net, _write_json
 
     arch = supernet.sample(space, seed=cfg.seed)
@@ -46,7 +47,7 @@ def random_baseline(cfg: DictConfig, out: Path, space: torch.nn.Module, found: M
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "arch.json", arch)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    result = {"arch": arch, **_finetune_net(cfg, folder, supernet.freeze(space, arch), space)}
+    result = {"arch": str(folder / "arch.json"), **_finetune_net(cfg, folder, supernet.freeze(space, arch), space)}
     results = results_file(folder)
     if results is not None:
         result["results"] = str(results)
