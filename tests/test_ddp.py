@@ -35,6 +35,7 @@ def _assert_same_architectures_on_every_step(ranks: list[dict]) -> None:
         assert a["alpha"].keys() == b["alpha"].keys()
         for key in a["alpha"]:
             assert a["alpha"][key] == pytest.approx(b["alpha"][key], abs=1e-6), f"step {step}: {key} differs"
+    assert ranks[0]["export"] == ranks[1]["export"], "the ranks exported different architectures"
 
 
 @pytest.mark.slow

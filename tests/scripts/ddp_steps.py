@@ -57,7 +57,8 @@ def main() -> None:
     with open(os.path.join(out, f"rank{trainer.global_rank}.json"), "w") as f:
         json.dump({"strategy": type(strategy).__name__, "backend": torch.distributed.get_backend(),
                    "world_size": trainer.world_size, "wrapped": record.wrapped,
-                   "launched_by_torchrun": "TORCHELASTIC_RUN_ID" in os.environ, "steps": record.steps},
+                   "launched_by_torchrun": "TORCHELASTIC_RUN_ID" in os.environ, "steps": record.steps,
+                   "export": module.export()},
                   f, default=str)
 
 
