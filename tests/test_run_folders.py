@@ -125,6 +125,9 @@ class SigintAtEpochStart(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
+            # a process started in the background by a non-interactive shell inherits SIGINT ignored (so Python
+            # never installs its handler); a terminal's Ctrl-C reaches a foreground run with the default one
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), signal.SIGINT)
 
 
