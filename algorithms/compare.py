@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 import supernet
 
-__all__ = ["comparison_line", "describe", "random_baseline", "results_file"]
+__all__ = ["comparison_line", "describe", "random_baseline"]
 
 
 def describe(arch: Mapping[str, Any]) -> str:
@@ -48,15 +48,7 @@ def random_baseline(cfg: DictConfig, out: Path, space: torch.nn.Module, found: M
     _write_json(folder / "arch.json", arch)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     result = {"arch": str(folder / "arch.json"), **_finetune_net(cfg, folder, supernet.freeze(space, arch), space)}
-    results = results_file(folder)
-    if results is not None:
-        result["results"] = str(results)
     return result, comparison_line(found, result, cfg.seed)
-
-
-def results_file(out: Path) -> Path | None:
-    """The fine-tuning results that ``tasks._finetune_net`` wrote for the run folder ``out``, if any."""
-    return next((p for p in (out / "finetune" / "results.json", out / "finetune_results.json") if p.is_file()), None)
 
 
 def comparison_line(found: Mapping[str, Any], random: Mapping[str, Any], seed: int) -> str:

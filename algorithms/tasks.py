@@ -431,7 +431,7 @@ def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     _write_json(out / "arch.json", arch)
     if getattr(algorithm, "topk", None):
         algorithm.save_topk(out / "topk.json")
-    from algorithms.compare import describe, random_baseline, results_file
+    from algorithms.compare import describe, random_baseline
 
     pictures = _pictures(out, arch, history, algorithm, trainer)
     summary = {"arch": str(out / "arch.json"), "found": describe(arch), "checkpoint": str(checkpoint),
@@ -441,8 +441,6 @@ def search(cfg: DictConfig, out: Path) -> dict[str, Any]:
     if cfg.get("finetune_after") or cfg.get("compare_random"):
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # as the random architecture's below
         summary["finetune"] = _finetune_net(cfg, out, supernet.freeze(space, arch), space)
-        if results_file(out) is not None:
-            summary["finetune"]["results"] = str(results_file(out))
     if cfg.get("compare_random"):  # the found architecture against a random one trained the same way
         summary["random"], summary["comparison"] = random_baseline(cfg, out, space, summary["finetune"])
     return summary
@@ -564,9 +562,9 @@ def _finetune_net(cfg: DictConfig, out: Path, net: torch.nn.Module, space: torch
     summary = {f"test_{task.score_name}": float(results[0][f"test/{task.metric_name}"]) if results else None,
                "params": sum(p.numel() for p in net.parameters()),
                "flops": count_macs(net.cpu(), example)}
-    _write_json(out / "finetune" / "results.json" if (out / "finetune").exists() else out / "finetune_results.json",
-                summary)
-    return summary
+    path = out / "finetune" / "results.json" if (out / "finetune").exists() else out / "finetune_results.json"
+    _write_json(path, summary)
+    return {**summary, "results": str(path)}
 
 
 def export(cfg: DictConfig, out: Path) -> dict[str, Any]:
