@@ -108,12 +108,28 @@ class Mutable:
         return None
 
 
+def as_declared(value: Any, options: Sequence[Any]) -> Any:
+    """The tuple or list option that ``value`` equals element by element (at any depth), else ``value``.
+
+    JSON (arch.json, the tuner format) and ``fixed_arch`` read a tuple as a list, so ``[3, 5]`` stands for
+    the option ``(3, 5)``; candidates that differ only so are refused as duplicates, so the match is unique.
+    """
+    if isinstance(value, (list, tuple)):
+        return next((o for o in options if same_sequence(value, o)), value)
+    return value
+
+
+def same_sequence(a: Any, b: Any) -> bool:
+    """Equal as JSON would write them: lists and tuples alike, numbers as ``Choice.contains`` compares them."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_sequence(x, y) or x == y and _same_kind(x, y) for x, y in zip(a, b))
+    return False
+
+
 def lookup_fixed(arch: Mapping[str, Any], label: str, options: Sequence[Any]) -> Any:
     """``arch[label]`` checked against ``options``; a clear error names the label otherwise."""
     if label not in arch:
         raise ValueError(f"the architecture has no value for {label!r}; allowed: {list(options)}")
-    from supernet.primitives.value_choice import as_declared
-
     value = as_declared(arch[label], list(options))  # fixed_arch reads tuples as lists, as JSON does
     if not any(value == o for o in options):
         raise ValueError(f"invalid value {arch[label]!r} for {label!r}; allowed: {list(options)}")

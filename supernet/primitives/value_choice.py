@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from supernet.context import auto_label
-from supernet.primitives.base import Choice, FixableMeta, _same_kind, lookup_fixed
+from supernet.primitives.base import Choice, FixableMeta, as_declared, lookup_fixed, same_sequence
 
 __all__ = ["ValueChoice", "ValueChoiceX", "as_declared", "contains_choice", "evaluate_nested", "leaf_choices",
            "same_sequence"]
@@ -324,24 +324,6 @@ def _check_candidates(candidates: Any, label: str) -> list[Any]:
         if any(c == d and type(c) is type(d) or same_sequence(c, d) for d in candidates[:i]):
             raise ValueError(f"ValueChoice {label!r}: candidate {c!r} appears twice in {candidates}")
     return candidates
-
-
-def as_declared(value: Any, options: Sequence[Any]) -> Any:
-    """The tuple or list option that ``value`` equals element by element (at any depth), else ``value``.
-
-    JSON (arch.json, the tuner format) and ``fixed_arch`` read a tuple as a list, so ``[3, 5]`` stands for
-    the option ``(3, 5)``; candidates that differ only so are refused as duplicates, so the match is unique.
-    """
-    if isinstance(value, (list, tuple)):
-        return next((o for o in options if same_sequence(value, o)), value)
-    return value
-
-
-def same_sequence(a: Any, b: Any) -> bool:
-    """Equal as JSON would write them: lists and tuples alike, numbers as ``Choice.contains`` compares them."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_sequence(x, y) or x == y and _same_kind(x, y) for x, y in zip(a, b))
-    return False
 
 
 # -- fixed values stay callable ----------------------------------------------------------------
